@@ -1,0 +1,45 @@
+# One command per check, the same locally and in CI. Every target that runs Python depends on
+# `install`, which builds .venv once and again only when setup.cfg or setup.py change.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Keep TensorFlow's C++ start-up chatter out of the logs.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test test-fast lint format bench clean demo
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(PY) -m pytest
+
+# Everything except the tests marked slow.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+demo: install
+	@echo "make demo: not yet wired. Stages still missing: extract_text, build_vocab, create_pretraining_data, run_pretraining."; exit 1
