@@ -35,6 +35,8 @@ test-fast: install
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
+	# Google's reference create_pretraining_data.py; --no-deps: it pins tensorflow~=2.20.0.
+	$(PY) -m pip install --quiet --no-deps tf-models-official
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
