@@ -1,0 +1,186 @@
+"""BERT's basic tokenization (text -> words), exactly as google-research/bert does it, but fast.
+
+google-research/bert's `BasicTokenizer` walks the text one character at a time in Python. Here
+the same rules become a few whole-string operations (regular expressions, `str.lower`,
+`unicodedata.normalize`), with every character class computed from the same `unicodedata`
+tables Google's code consults, so the result is the same word for word:
+
+  1. drop NUL, U+FFFD and control characters (categories Cc and Cf, except tab, newline and
+     carriage return); whitespace (category Zs, tab, newline, CR) separates words;
+  2. CJK ideographs become words of their own;
+  3. when lower-casing: `str.lower()`, then NFD, then drop non-spacing marks (category Mn),
+     which strips accents ("Café" -> "cafe"); a cased vocab skips this step entirely;
+  4. every punctuation character (category P*, plus every non-alphanumeric printable ASCII
+     character such as "$", "+", "^", "`") becomes a word of its own.
+
+Why each whole-string step equals Google's per-token step: Google lower-cases and strips accents
+per whitespace-separated token, and the only context those operations read (final sigma, a
+combining mark's base) never crosses whitespace.
+
+The same classes are also given as RE2 patterns (`re2_class`), so the TensorFlow graph version of
+the tokenizer applies identical rules with `tf.strings.regex_replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Sequence
+
+# Google's `_is_chinese_char`: the CJK Unified Ideographs blocks (not Hiragana, Katakana or
+# Hangul, which are written with spaces or are split into words by WordPiece).
+CJK_RANGES: tuple[tuple[int, int], ...] = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+
+# Google's `_is_punctuation` counts all of these ASCII characters as punctuation, although
+# Unicode files several of them ("$", "+", "<", "=", ">", "^", "`", "|", "~") as symbols.
+_ASCII_PUNCTUATION_RANGES = ((33, 47), (58, 64), (91, 96), (123, 126))
+
+# ASCII control characters Google deletes (tab, newline and CR are whitespace instead).
+ASCII_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+Ranges = tuple[tuple[int, int], ...]
+
+
+def _ranges(predicate: Callable[[int], bool]) -> Ranges:
+    """Sorted inclusive code point ranges [(first, last), ...] where `predicate` holds."""
+    ranges: list[tuple[int, int]] = []
+    start = None
+    for code_point in range(sys.maxunicode + 2):
+        inside = code_point <= sys.maxunicode and predicate(code_point)
+        if inside and start is None:
+            start = code_point
+        elif not inside and start is not None:
+            ranges.append((start, code_point - 1))
+            start = None
+    return tuple(ranges)
+
+
+@dataclasses.dataclass(frozen=True)
+class CharacterClasses:
+    """Google's character classes as code point ranges, from this Python's `unicodedata`."""
+
+    removed: Ranges  # NUL, U+FFFD, Cc and Cf except "\t\n\r": deleted from the text
+    whitespace: Ranges  # separates words: str.isspace() (which includes every Zs character)
+    punctuation: Ranges  # P* plus Google's ASCII symbols: each one a word of its own
+    cjk: Ranges  # CJK ideographs: each one a word of its own
+    nonspacing_marks: Ranges  # Mn: deleted after NFD when lower-casing (accent stripping)
+
+
+@functools.cache
+def character_classes() -> CharacterClasses:
+    """Computes the classes once per process (about a second: one pass over all code points)."""
+    categories = [unicodedata.category(chr(cp)) for cp in range(sys.maxunicode + 1)]
+
+    def removed(cp: int) -> bool:
+        if cp in (0x09, 0x0A, 0x0D):
+            return False
+        return cp == 0 or cp == 0xFFFD or categories[cp] in ("Cc", "Cf")
+
+    def whitespace(cp: int) -> bool:
+        # Google splits with str.split(), i.e. on str.isspace(); Zs, tab, newline and CR are all
+        # in it. Characters that are both control and space (\x0b, \x1c...) are deleted first.
+        return chr(cp).isspace() and not removed(cp)
+
+    def punctuation(cp: int) -> bool:
+        if any(first <= cp <= last for first, last in _ASCII_PUNCTUATION_RANGES):
+            return True
+        return categories[cp].startswith("P")
+
+    return CharacterClasses(
+        removed=_ranges(removed),
+        whitespace=_ranges(whitespace),
+        punctuation=_ranges(punctuation),
+        cjk=CJK_RANGES,
+        nonspacing_marks=_ranges(lambda cp: categories[cp] == "Mn"),
+    )
+
+
+def python_class(ranges: Ranges) -> str:
+    """A Python `re` character class matching the code points in `ranges`."""
+
+    def char(cp: int) -> str:
+        return re.escape(chr(cp)) if cp > 0 else "\\x00"
+
+    parts = [char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in ranges]
+    return "[" + "".join(parts) + "]"
+
+
+def re2_class(ranges: Ranges) -> str:
+    """An RE2 character class (for `tf.strings.regex_replace`) matching the same code points."""
+    parts = [f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges]
+    return "[" + "".join(parts) + "]"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Patterns:
+    removed: re.Pattern
+    cjk: re.Pattern
+    nonspacing_marks: re.Pattern
+    punctuation: re.Pattern
+
+
+@functools.cache
+def _patterns() -> _Patterns:
+    classes = character_classes()
+    return _Patterns(
+        removed=re.compile(python_class(classes.removed)),
+        cjk=re.compile(python_class(classes.cjk)),
+        nonspacing_marks=re.compile(python_class(classes.nonspacing_marks)),
+        punctuation=re.compile(python_class(classes.punctuation)),
+    )
+
+
+def normalize(text: str, *, do_lower_case: bool) -> str:
+    """Steps 1-3 of the module docstring: the text with words still joined by whitespace.
+
+    Args:
+      text: one text (any length, any Unicode).
+      do_lower_case: lower-case and strip accents (uncased vocabularies).
+
+    Returns:
+      The cleaned text; CJK ideographs have a space on each side.
+    """
+    patterns = _patterns()
+    if text.isascii():
+        # Fast path: ASCII has no CJK, no accents and needs no NFD.
+        text = ASCII_CONTROL_RE.sub("", text)
+        return text.lower() if do_lower_case else text
+    text = patterns.removed.sub("", text)
+    text = patterns.cjk.sub(r" \g<0> ", text)
+    if do_lower_case:
+        text = text.lower()
+        if not unicodedata.is_normalized("NFD", text):
+            text = unicodedata.normalize("NFD", text)
+        text = patterns.nonspacing_marks.sub("", text)
+    return text
+
+
+def split_words(text: str, *, do_lower_case: bool) -> list[str]:
+    """Google's `BasicTokenizer.tokenize`: one text to its list of words.
+
+    Args:
+      text: one text.
+      do_lower_case: lower-case and strip accents (uncased vocabularies).
+
+    Returns:
+      The words, in order; punctuation characters and CJK ideographs are words of their own.
+    """
+    text = normalize(text, do_lower_case=do_lower_case)
+    return _patterns().punctuation.sub(r" \g<0> ", text).split()
+
+
+def split_words_batch(texts: Sequence[str], *, do_lower_case: bool) -> list[list[str]]:
+    """`split_words` for each text."""
+    return [split_words(text, do_lower_case=do_lower_case) for text in texts]

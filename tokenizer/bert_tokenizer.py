@@ -1,0 +1,205 @@
+"""`BertTokenizer`: text to WordPiece tokens, identical to google-research/bert's FullTokenizer.
+
+How it is built, and why:
+
+- WordPiece (greedy longest-match-first over the vocab) runs in tensorflow-text's C++
+  `FastWordpieceTokenizer` / `FastBertTokenizer`, the linear-time implementation.
+- tensorflow-text's own text normalization is *not* Google's: it applies NFKC case folding
+  ("ﬁ" -> "fi", "²" -> "2", "ß" -> "ss", full-width letters to ASCII, "…" -> "..."), and it
+  turns control characters into spaces where Google deletes them ("co\\xadoperate" is one word
+  for Google, and "a\\x7fb" is "ab"). So we never let it normalize anything but plain ASCII:
+  * ASCII texts (most English lines) go to `FastBertTokenizer` end to end, after our own
+    deletion of ASCII control characters and lower-casing; on ASCII its whitespace and
+    punctuation rules are Google's (a test checks every ASCII character).
+  * Every other text is split into words in Python by `basic_tokenization.split_words`
+    (Google's rules, fast), and only the words go to `FastWordpieceTokenizer`
+    (no pre-tokenization).
+- Google turns a word longer than 100 *characters* into [UNK]; tensorflow-text counts *bytes*.
+  ASCII words have as many bytes as characters; for other words we apply the 100-character rule
+  ourselves and give tensorflow-text a byte limit no 100-character word can reach.
+- Text such as "[SEP]" or "[MASK]" inside the raw text stays plain text ("[", "sep", "]"), as in
+  Google's tokenizer: special tokens are only ever added by the code that packs sequences.
+
+`tokenize_tensor` is the TensorFlow-graph version of the same rules, for `tf.data` and Keras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from tokenizer import basic_tokenization, vocab
+
+# Google's WordpieceTokenizer.max_input_chars_per_word.
+MAX_CHARS_PER_WORD = 100
+# UTF-8 needs at most 4 bytes a character: no word within MAX_CHARS_PER_WORD is longer than this.
+_MAX_BYTES_PER_WORD = 4 * MAX_CHARS_PER_WORD
+# Replaces, before WordPiece, a word that is too long: NUL never survives cleaning, so no real
+# word is "\x00", and a vocab without "\x00" in any token maps it to exactly one [UNK].
+_TOO_LONG_WORD = "\x00"
+
+
+class BertTokenizer:
+    """Batched BERT tokenization (basic + WordPiece) that equals Google's FullTokenizer.
+
+    Args:
+      vocab_file: a WordPiece vocab (local or gs://), one token per line, validated by
+        `tokenizer.vocab.load` (no duplicates, [PAD] [UNK] [CLS] [SEP] [MASK] present).
+      do_lower_case: lower-case and strip accents first (True for uncased vocabs, False for
+        cased ones).
+
+    Attributes:
+      vocab: token -> id.
+      vocab_size: number of tokens.
+      pad_id, unk_id, cls_id, sep_id, mask_id: ids of the special tokens.
+      is_continuation: bool array of shape [vocab_size], True for "##" pieces (used by
+        whole-word masking).
+    """
+
+    def __init__(self, vocab_file: str, *, do_lower_case: bool = True):
+        self._setup(vocab.load(vocab_file), do_lower_case=do_lower_case, source=vocab_file)
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str], *, do_lower_case: bool = True) -> BertTokenizer:
+        """A tokenizer over an in-memory vocab (validated like a file)."""
+        tokens = list(tokens)
+        vocab.validate(tokens)
+        tokenizer = cls.__new__(cls)
+        tokenizer._setup(tokens, do_lower_case=do_lower_case, source="<tokens>")
+        return tokenizer
+
+    def _setup(self, tokens: list[str], *, do_lower_case: bool, source: str) -> None:
+        if any(_TOO_LONG_WORD in token for token in tokens):
+            raise ValueError(f"{source}: a token contains the NUL character")
+        self.do_lower_case = do_lower_case
+        self.source = source
+        self._tokens = tokens
+        self.vocab = {token: index for index, token in enumerate(tokens)}
+        self.vocab_size = len(tokens)
+        self.pad_id = self.vocab[vocab.PAD]
+        self.unk_id = self.vocab[vocab.UNK]
+        self.cls_id = self.vocab[vocab.CLS]
+        self.sep_id = self.vocab[vocab.SEP]
+        self.mask_id = self.vocab[vocab.MASK]
+        self.is_continuation = np.array(
+            [token.startswith(vocab.CONTINUATION_PREFIX) for token in tokens], dtype=bool
+        )
+        # ASCII texts, end to end. Normalization off: we lower-case ourselves (see module doc).
+        self._ascii_tokenizer = tf_text.FastBertTokenizer(
+            vocab=tokens,
+            token_out_type=tf.int32,
+            unknown_token=vocab.UNK,
+            max_bytes_per_word=MAX_CHARS_PER_WORD,
+            lower_case_nfd_strip_accents=False,
+        )
+        # Words already split by basic_tokenization.
+        self._word_tokenizer = tf_text.FastWordpieceTokenizer(
+            vocab=tokens,
+            token_out_type=tf.int32,
+            unknown_token=vocab.UNK,
+            max_bytes_per_word=_MAX_BYTES_PER_WORD,
+            no_pretokenization=True,
+        )
+
+    # Pickled for Beam workers as the tokens themselves: a worker may not see the vocab path.
+    def __getstate__(self) -> dict:
+        return {"tokens": self._tokens, "do_lower_case": self.do_lower_case, "source": self.source}
+
+    def __setstate__(self, state: dict) -> None:
+        self._setup(state["tokens"], do_lower_case=state["do_lower_case"], source=state["source"])
+
+    def __repr__(self) -> str:
+        return (
+            f"BertTokenizer({self.source!r}, vocab_size={self.vocab_size}, "
+            f"do_lower_case={self.do_lower_case})"
+        )
+
+    def tokenize_to_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Token ids of each text.
+
+        Args:
+          texts: a batch of texts (a list of str; larger batches amortise the TensorFlow calls).
+
+        Returns:
+          One int32 array of shape [num_pieces] per text, in order.
+        """
+        if isinstance(texts, str):
+            raise TypeError("tokenize_to_ids takes a sequence of texts, not one str")
+        results: list[np.ndarray | None] = [None] * len(texts)
+        ascii_index, ascii_texts, other_index, other_texts = [], [], [], []
+        for index, text in enumerate(texts):
+            if text.isascii():
+                ascii_index.append(index)
+                ascii_texts.append(
+                    basic_tokenization.normalize(text, do_lower_case=self.do_lower_case)
+                )
+            else:
+                other_index.append(index)
+                other_texts.append(text)
+        if ascii_texts:
+            ids = self._ascii_tokenizer.tokenize(tf.constant(ascii_texts, dtype=tf.string))
+            for index, row in zip(ascii_index, _split_rows(ids), strict=True):
+                results[index] = row
+        if other_texts:
+            words = basic_tokenization.split_words_batch(
+                other_texts, do_lower_case=self.do_lower_case
+            )
+            for index, row in zip(other_index, self._tokenize_words(words), strict=True):
+                results[index] = row
+        return results  # type: ignore[return-value]
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """Word pieces of each text, e.g. ["the", "un", "##aff", "##able", "[UNK]"].
+
+        Args:
+          texts: a batch of texts.
+
+        Returns:
+          One list of token strings per text, in order; equal to google-research/bert's
+          `FullTokenizer(vocab_file, do_lower_case).tokenize(text)` for each text.
+        """
+        tokens = self._tokens
+        return [[tokens[i] for i in row.tolist()] for row in self.tokenize_to_ids(texts)]
+
+    def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """WordPiece ids for texts already split into words (e.g. by `split_words`).
+
+        Args:
+          words: per text, its words (no whitespace or punctuation inside a word).
+
+        Returns:
+          One int32 array of shape [num_pieces] per text.
+        """
+        return self._tokenize_words(words)
+
+    def _tokenize_words(self, words_per_text: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        flat = [
+            word if len(word) <= MAX_CHARS_PER_WORD else _TOO_LONG_WORD
+            for words in words_per_text
+            for word in words
+        ]
+        if not flat:
+            return [np.zeros([0], np.int32) for _ in words_per_text]
+        pieces = self._word_tokenizer.tokenize(tf.constant(flat, dtype=tf.string))
+        word_piece_splits = pieces.row_splits.numpy()
+        text_word_splits = np.cumsum([0, *(len(words) for words in words_per_text)])
+        text_piece_splits = word_piece_splits[text_word_splits]
+        return np.split(pieces.flat_values.numpy(), text_piece_splits[1:-1])
+
+    def id_to_token(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+        """The tokens of `ids` (any sequence or 1-D array of ints)."""
+        tokens = self._tokens
+        return [tokens[i] for i in np.asarray(ids, dtype=np.int64).tolist()]
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        """Ids of tokens (KeyError names the first token not in the vocab)."""
+        return [self.vocab[token] for token in tokens]
+
+
+def _split_rows(ragged: tf.RaggedTensor) -> list[np.ndarray]:
+    """A [batch, (pieces)] ragged tensor as one numpy array per row."""
+    splits = ragged.row_splits.numpy()
+    return np.split(ragged.flat_values.numpy(), splits[1:-1])
