@@ -1,0 +1,330 @@
+"""What the launchers share: checks of cloud names and paths, and printing or running commands.
+
+Every launcher works the same way: it checks all its flags first (a bad value stops it before
+anything starts or costs money), builds a list of `Step`s — complete argument vectors, never shell
+strings pasted together — and then either prints them (`--dry_run`, copy-pasteable with
+`shlex.join`) or runs them one after the other, stopping at the first failure.
+
+Nothing here imports TensorFlow or Beam, so a dry run starts in well under a second.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import logging
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import NoReturn, TextIO
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Google Cloud's naming rules, as documented for projects, regions, zones and resource names.
+# A project ID is 6-30 characters; "domain.com:name" is the legacy domain-scoped form.
+_PROJECT_RE = re.compile(r"^(?:[a-z][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
+_ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+# TPU nodes, VM instances and Dataflow jobs: lowercase letters, digits and hyphens, starting
+# with a letter, not ending with a hyphen, at most 63 characters.
+_RESOURCE_NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
+# A bucket name: 3-63 characters of lowercase letters, digits, '-', '_' and '.'.
+_BUCKET_RE = re.compile(r"^[a-z0-9][-a-z0-9_.]{1,61}[a-z0-9]$")
+
+
+class LaunchError(ValueError):
+    """A flag value that cannot work; the message names the flag and says what to pass."""
+
+
+class StepFailed(RuntimeError):
+    """A command of the plan exited with an error."""
+
+    def __init__(self, step: Step, returncode: int):
+        super().__init__(f"{step.description}: command exited with status {returncode}")
+        self.step = step
+        self.returncode = returncode
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One command of a launch plan.
+
+    Attributes:
+      description: what the command does, printed above it.
+      argv: the complete command, program first.
+      env: extra environment variables, printed as `NAME=value` before the command.
+    """
+
+    description: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+    def command_line(self) -> str:
+        """The command as one copy-pasteable shell line."""
+        assignments = [f"{name}={shlex.quote(value)}" for name, value in self.env]
+        return " ".join([*assignments, shlex.join(self.argv)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks. Each returns the value it checked (normalised where that helps) or raises LaunchError.
+
+
+def check_project(project: str | None, *, flag: str = "--project") -> str:
+    if not project:
+        raise LaunchError(f"{flag} is required: the Google Cloud project ID to run in")
+    if not _PROJECT_RE.match(project):
+        raise LaunchError(
+            f"{flag}={project!r} is not a Google Cloud project ID (6-30 lowercase letters, "
+            "digits and hyphens, starting with a letter); pass the ID, not the display name"
+        )
+    return project
+
+
+def check_region(region: str | None, *, flag: str = "--region") -> str:
+    if not region:
+        raise LaunchError(f"{flag} is required: a Google Cloud region such as us-central1")
+    if not _REGION_RE.match(region):
+        hint = " (that is a zone; drop the last '-x')" if _ZONE_RE.match(region) else ""
+        raise LaunchError(
+            f"{flag}={region!r} is not a Google Cloud region such as us-central1{hint}"
+        )
+    return region
+
+
+def check_zone(zone: str | None, *, flag: str = "--zone") -> str:
+    if not zone:
+        raise LaunchError(f"{flag} is required: a Google Cloud zone such as us-central1-a")
+    if not _ZONE_RE.match(zone):
+        hint = (
+            " (that is a region; add the zone letter, e.g. '-a')" if _REGION_RE.match(zone) else ""
+        )
+        raise LaunchError(f"{flag}={zone!r} is not a Google Cloud zone such as us-central1-a{hint}")
+    return zone
+
+
+def check_resource_name(name: str | None, *, flag: str, what: str) -> str:
+    if not name:
+        raise LaunchError(f"{flag} is required: the {what}'s name")
+    if not _RESOURCE_NAME_RE.match(name):
+        raise LaunchError(
+            f"{flag}={name!r} is not a valid {what} name: use 1-63 lowercase letters, digits "
+            "and hyphens, starting with a letter and not ending with a hyphen"
+        )
+    return name
+
+
+def check_gcs_path(path: str | None, *, flag: str, what: str) -> str:
+    """Checks that `path` is a `gs://bucket/...` URL: cloud workers cannot read local files.
+
+    Returns:
+      The path without a trailing slash.
+    """
+    if not path:
+        raise LaunchError(f"{flag} is required: {what} (a gs:// path)")
+    if not path.startswith("gs://"):
+        raise LaunchError(
+            f"{flag}={path!r} must be a gs:// path ({what}): the cloud workers cannot read files "
+            "on this machine; copy it first, e.g. `gcloud storage cp FILE gs://BUCKET/...`"
+        )
+    bucket = path[len("gs://") :].split("/", 1)[0]
+    if not _BUCKET_RE.match(bucket):
+        raise LaunchError(f"{flag}={path!r}: {bucket!r} is not a valid Cloud Storage bucket name")
+    return path.rstrip("/")
+
+
+def check_gcs_patterns(patterns: str | None, *, flag: str, what: str) -> str:
+    """Checks every comma-separated pattern of a flag with `check_gcs_path`."""
+    if not patterns or not patterns.strip(","):
+        raise LaunchError(f"{flag} is required: {what} (gs:// paths or globs)")
+    parts = [p.strip() for p in patterns.split(",") if p.strip()]
+    return ",".join(check_gcs_path(p, flag=flag, what=what) for p in parts)
+
+
+def check_positive(value: int, *, flag: str) -> int:
+    if value is None or value < 1:
+        raise LaunchError(f"{flag}={value} must be a positive integer")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Pass-through flags (absl style: --name=value, --name value, --name, --noname).
+
+
+def flag_value(args: Sequence[str], name: str) -> str | None:
+    """The value of `--name` in a list of absl-style arguments (the last one wins), else None.
+
+    A boolean given as `--name` reads as "true" and `--noname` as "false".
+    """
+    value = None
+    for i, arg in enumerate(args):
+        if arg in (f"--{name}", f"-{name}"):
+            following = args[i + 1] if i + 1 < len(args) else None
+            value = following if following is not None and not following.startswith("-") else "true"
+        elif arg.startswith((f"--{name}=", f"-{name}=")):
+            value = arg.split("=", 1)[1]
+        elif arg in (f"--no{name}", f"-no{name}"):
+            value = "false"
+    return value
+
+
+def check_flag_arguments(args: Sequence[str], *, what: str) -> None:
+    """Checks that `args` are flags (a bare word may only be the value of the flag before it)."""
+    for i, arg in enumerate(args):
+        if arg.startswith("-"):
+            continue
+        previous = args[i - 1] if i > 0 else ""
+        if not (previous.startswith("-") and "=" not in previous):
+            raise LaunchError(f"{what}: {arg!r} is not a flag; write flags as --name=value")
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing and running.
+
+
+def exit_with_error(program: str, error: Exception | str) -> NoReturn:
+    """Stops the launcher with a one-line message on stderr and exit status 2.
+
+    absl's UsageError would print the whole flag list first and bury the message.
+    """
+    print(f"{program}: error: {error}", file=sys.stderr)
+    sys.exit(2)
+
+
+def print_plan(
+    steps: Iterable[Step],
+    *,
+    header: Sequence[str] = (),
+    cwd: str | None = None,
+    out: TextIO | None = None,
+) -> None:
+    """Prints the plan as a shell script: comments, then one complete command per step.
+
+    Args:
+      steps: the commands, in order.
+      header: comment lines printed first.
+      cwd: when given, a `cd` to it comes first (the commands expect to run there).
+      out: where to print; stdout by default.
+    """
+    out = out or sys.stdout
+    for line in header:
+        print(f"# {line}", file=out)
+    if cwd:
+        print(f"cd {shlex.quote(cwd)}", file=out)
+    for number, step in enumerate(steps, 1):
+        print(f"\n# {number}. {step.description}", file=out)
+        print(step.command_line(), file=out)
+    out.flush()
+
+
+def run_step(
+    step: Step,
+    *,
+    runner: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+    cwd: str | None = None,
+    capture: bool = False,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
+    """Runs one step, logging it and how long it took.
+
+    Args:
+      step: the command.
+      runner: `subprocess.run` or a stand-in with its signature (tests).
+      cwd: the working folder; the project root by default, so `python -m pipeline.…` finds
+        the package whether or not it is installed.
+      capture: capture stdout/stderr as text instead of letting them through.
+      check: raise StepFailed on a non-zero exit status.
+
+    Returns:
+      The finished process.
+    """
+    logging.info("%s\n  $ %s", step.description, step.command_line())
+    env = dict(os.environ, **dict(step.env)) if step.env else None
+    started = time.monotonic()
+    result = runner(
+        list(step.argv),
+        cwd=cwd or PROJECT_ROOT,
+        env=env,
+        capture_output=capture,
+        text=True,
+        check=False,
+    )
+    logging.info(
+        "%s: exit status %d after %.0f s",
+        step.description,
+        result.returncode,
+        time.monotonic() - started,
+    )
+    if check and result.returncode != 0:
+        if capture and result.stderr:
+            logging.error("%s", result.stderr.strip())
+        raise StepFailed(step, result.returncode)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# This project as a package: what the TPU and GPU launchers install on the remote machines.
+
+
+def _setup_cfg(root: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser()
+    path = os.path.join(root, "setup.cfg")
+    if not parser.read(path):
+        raise LaunchError(f"cannot read {path}: run the launcher from a checkout of the project")
+    return parser
+
+
+def package_name_and_version(root: str = PROJECT_ROOT) -> tuple[str, str]:
+    """The project's distribution name and version, from its setup.cfg."""
+    metadata = _setup_cfg(root)["metadata"]
+    return metadata["name"], metadata["version"]
+
+
+def wheel_filename(root: str = PROJECT_ROOT) -> str:
+    """The file name `pip wheel` gives this project (pure Python, any platform)."""
+    name, version = package_name_and_version(root)
+    # PEP 427: runs of '-', '_', '.' in the name become one '_'.
+    return f"{re.sub(r'[-_.]+', '_', name)}-{version}-py3-none-any.whl"
+
+
+def build_wheel_step(*, root: str = PROJECT_ROOT, dist_dir: str) -> Step:
+    """Builds this project's wheel locally (no network: no build isolation, no dependencies)."""
+    return Step(
+        "build this project's wheel",
+        (
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            dist_dir,
+            root,
+        ),
+    )
+
+
+def requirements(names: Iterable[str], *, root: str = PROJECT_ROOT) -> list[str]:
+    """The `install_requires` lines of setup.cfg for the given distribution names.
+
+    The launchers install some dependencies one by one (see tpu_pod.py for why); reading their
+    version ranges from setup.cfg keeps the two from drifting apart.
+
+    Raises:
+      LaunchError: a name is not in install_requires.
+    """
+    lines = _setup_cfg(root)["options"]["install_requires"].splitlines()
+    specs = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name = re.split(r"[\s\[<>=!~;]", line, maxsplit=1)[0].lower()
+            specs[name] = line
+    missing = [n for n in names if n.lower() not in specs]
+    if missing:
+        raise LaunchError(f"setup.cfg install_requires lacks {', '.join(missing)}")
+    return [specs[n.lower()] for n in names]
