@@ -57,16 +57,22 @@ class Step:
       description: what the command does, printed above it.
       argv: the complete command, program first.
       env: extra environment variables, printed as `NAME=value` before the command.
+      unless: a check command; the step is skipped when it succeeds (printed as
+        `unless >/dev/null 2>&1 || argv`). The launchers run the check themselves.
     """
 
     description: str
     argv: tuple[str, ...]
     env: tuple[tuple[str, str], ...] = ()
+    unless: tuple[str, ...] = ()
 
     def command_line(self) -> str:
         """The command as one copy-pasteable shell line."""
         assignments = [f"{name}={shlex.quote(value)}" for name, value in self.env]
-        return " ".join([*assignments, shlex.join(self.argv)])
+        line = " ".join([*assignments, shlex.join(self.argv)])
+        if self.unless:
+            line = f"{shlex.join(self.unless)} >/dev/null 2>&1 || {line}"
+        return line
 
 
 # ---------------------------------------------------------------------------------------------
