@@ -188,6 +188,65 @@ def check_flag_arguments(args: Sequence[str], *, what: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The trainer's flags, passed through by the TPU and GPU launchers.
+
+# Trainer flags naming files the remote machines read or write: only Cloud Storage is visible
+# to every host of a slice, and survives the machine's deletion.
+TRAINER_GCS_FLAGS = {
+    "input_file": "the training records",
+    "eval_input_file": "the eval records",
+    "output_dir": "checkpoints and TensorBoard logs",
+    "init_checkpoint": "the initial checkpoint",
+    "bert_config_file": "the BERT config",
+}
+
+
+def check_trainer_args(
+    args: Sequence[str],
+    *,
+    strategies: Sequence[str],
+    replicas: int,
+    hardware: str,
+) -> None:
+    """Checks the flags a launcher passes through to `trainer.run_pretraining`.
+
+    Args:
+      args: the flags after `--`.
+      strategies: the `--strategy` values that can run on this hardware.
+      replicas: devices the global batch is split across.
+      hardware: e.g. "v3-32", for messages.
+
+    Raises:
+      LaunchError: a local path where gs:// is needed, a missing --input_file or
+        --output_dir, a --tpu or --strategy the launcher sets itself or that cannot run
+        here, or a global batch size that does not divide across the replicas.
+    """
+    what = "trainer flags (after --)"
+    check_flag_arguments(args, what=what)
+    for name in ("input_file", "output_dir"):
+        if flag_value(args, name) is None:
+            raise LaunchError(f"{what}: --{name} is required (gs:// {TRAINER_GCS_FLAGS[name]})")
+    for name, description in TRAINER_GCS_FLAGS.items():
+        value = flag_value(args, name)
+        if value is not None:
+            check_gcs_patterns(value, flag=f"trainer flag --{name}", what=description)
+    if flag_value(args, "tpu") is not None:
+        raise LaunchError(f"{what}: leave out --tpu; the launcher sets what {hardware} needs")
+    strategy = flag_value(args, "strategy")
+    if strategy is not None and strategy not in strategies:
+        raise LaunchError(
+            f"{what}: --strategy={strategy} cannot run on {hardware}; "
+            f"use one of {', '.join(strategies)}"
+        )
+    batch = flag_value(args, "train_batch_size")
+    if batch is not None and (not batch.isdigit() or int(batch) % replicas):
+        raise LaunchError(
+            f"{what}: --train_batch_size={batch} must be a multiple of the {replicas} "
+            f"replicas of {hardware}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
 # Printing and running.
 
 
@@ -312,6 +371,12 @@ def build_wheel_step(*, root: str = PROJECT_ROOT, dist_dir: str) -> Step:
             root,
         ),
     )
+
+
+# The pure-Python packages the trainer imports besides TensorFlow; their version ranges come
+# from setup.cfg. The rest of install_requires (Beam, tensorflow-text, …) serves the data
+# pipeline, which runs on Dataflow, not on the training machines.
+TRAINER_PACKAGES = ("absl-py", "numpy", "tensorboard")
 
 
 def requirements(names: Iterable[str], *, root: str = PROJECT_ROOT) -> list[str]:

@@ -46,10 +46,6 @@ from launch import gcloud
 
 # The newest TensorFlow that Cloud TPU ships (tensorflow-tpu 2.20.0; there is no 2.21 yet).
 DEFAULT_TF_VERSION = "2.20.0"
-# The pure-Python packages the trainer imports besides TensorFlow; their versions come from
-# setup.cfg. Everything else in install_requires (Beam, tensorflow-text, …) is for the data
-# pipeline, which runs on Dataflow, not on the TPU.
-TRAINER_PACKAGES = ("absl-py", "numpy", "tensorboard")
 LIBTPU_TF_RELEASES = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 
 # Accelerator types by TPU generation: the sizes Cloud TPU offers (v2/v3, v5e, v6e) or the
@@ -64,13 +60,6 @@ _GENERATIONS = {
     "v6e": dict(sizes={1, 4, 8, 16, 32, 64, 128, 256}, cores_per_replica=1, per_host=8),
 }
 _ACCELERATOR_RE = re.compile(r"(v2|v3|v4|v5p|v5litepod|v5e|v6e)-(\d+)")
-_GS_TRAINER_FLAGS = {
-    "input_file": "the training records",
-    "eval_input_file": "the eval records",
-    "output_dir": "checkpoints and TensorBoard logs",
-    "init_checkpoint": "the initial checkpoint",
-    "bert_config_file": "the BERT config",
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,45 +180,16 @@ def check(config: TpuPodConfig) -> tuple[TpuPodConfig, Accelerator]:
     runtime = config.runtime or runtime_version(accelerator, config.tf_version)
     if not re.fullmatch(r"[a-z0-9][-a-z0-9.]*", runtime):
         raise gcloud.LaunchError(f"--runtime_version={runtime!r} is not a TPU software version")
-    check_trainer_args(config.trainer_args, accelerator=accelerator)
+    gcloud.check_trainer_args(
+        config.trainer_args,
+        strategies=("tpu", "auto"),
+        replicas=accelerator.replicas,
+        hardware=f"a {accelerator.name}",
+    )
     return (
         dataclasses.replace(config, accelerator_type=accelerator.name, runtime=runtime),
         accelerator,
     )
-
-
-def check_trainer_args(args: Sequence[str], *, accelerator: Accelerator) -> None:
-    """Checks the flags passed through to the trainer.
-
-    Raises:
-      gcloud.LaunchError: a local path where the TPU needs gs://, a missing --input_file or
-        --output_dir, a --tpu or --strategy that contradicts the launch, or a global batch
-        size that does not divide across the TPU's replicas.
-    """
-    what = "trainer flags (after --)"
-    gcloud.check_flag_arguments(args, what=what)
-    for name in ("input_file", "output_dir"):
-        if gcloud.flag_value(args, name) is None:
-            raise gcloud.LaunchError(
-                f"{what}: --{name} is required (gs:// {_GS_TRAINER_FLAGS[name]})"
-            )
-    for name, description in _GS_TRAINER_FLAGS.items():
-        value = gcloud.flag_value(args, name)
-        if value is not None:
-            # TPU hosts read the data and write checkpoints themselves; only Cloud Storage
-            # is visible to all of them (and survives the TPU's deletion).
-            gcloud.check_gcs_patterns(value, flag=f"trainer flag --{name}", what=description)
-    if gcloud.flag_value(args, "tpu") is not None:
-        raise gcloud.LaunchError(f"{what}: leave out --tpu; the launcher sets it")
-    strategy = gcloud.flag_value(args, "strategy")
-    if strategy not in (None, "tpu", "auto"):
-        raise gcloud.LaunchError(f"{what}: --strategy={strategy} cannot run on a TPU")
-    batch = gcloud.flag_value(args, "train_batch_size")
-    if batch is not None and (not batch.isdigit() or int(batch) % accelerator.replicas):
-        raise gcloud.LaunchError(
-            f"{what}: --train_batch_size={batch} must be a multiple of the "
-            f"{accelerator.replicas} replicas of a {accelerator.name}"
-        )
 
 
 def _gcloud_tpu(verb: str, config: TpuPodConfig, *args: str) -> tuple[str, ...]:
@@ -343,7 +303,7 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
             )
         )
         package = wheel
-    requirements = gcloud.requirements(TRAINER_PACKAGES)
+    requirements = gcloud.requirements(gcloud.TRAINER_PACKAGES)
     steps.append(
         gcloud.Step(
             "install the project on every TPU worker",
