@@ -1,0 +1,338 @@
+"""tokenizer.BertTokenizer against google-research/bert's FullTokenizer (reproduced in
+tests/google_reference_tokenization.py as the reference), on real text and on each known
+difference of tensorflow-text's own normalization."""
+
+from __future__ import annotations
+
+import bz2
+import html
+import pickle
+import re
+import subprocess
+import sys
+import unicodedata
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import storage
+from tests.google_reference_tokenization import FullTokenizer
+from tokenizer import BertTokenizer, vocab
+from tokenizer.tokenize import tokenize_file
+
+UNCASED_VOCAB = "tests/data/vocab/bert-base-uncased-vocab.txt"
+
+
+def _corpus_lines(data_dir) -> list[str]:
+    """Every line of the bundled books and of the raw wikitext of the Wikipedia samples."""
+    lines = []
+    for path in sorted((data_dir / "books").glob("*.txt")):
+        lines += path.read_text(encoding="utf-8").split("\n")
+    for path in sorted((data_dir / "wikipedia").glob("*.xml*")):
+        raw = path.read_bytes()
+        xml = (bz2.decompress(raw) if path.suffix == ".bz2" else raw).decode("utf-8")
+        for match in re.finditer(r"<text[^>]*>(.*?)</text>", xml, re.S):
+            lines += html.unescape(match.group(1)).split("\n")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def corpus_lines(data_dir) -> list[str]:
+    lines = _corpus_lines(data_dir)
+    assert len(lines) > 40_000 and sum(not line.isascii() for line in lines) > 5_000
+    return lines
+
+
+@pytest.fixture(scope="module")
+def uncased() -> BertTokenizer:
+    return BertTokenizer(UNCASED_VOCAB, do_lower_case=True)
+
+
+@pytest.fixture(scope="module")
+def cased_vocab_file(tmp_path_factory) -> str:
+    """A small cased vocab: the uncased one plus capitalised words and accented pieces."""
+    tokens = vocab.load(UNCASED_VOCAB)
+    extra = [t.capitalize() for t in tokens[1000:8000] if t.isalpha() and t.isascii()]
+    extra += ["##é", "é", "Café", "É", "##ß", "Σ", "##Σ", "ΟΔΟΣ", "Ä", "##Ä"]
+    seen = set(tokens)
+    cased = tokens + [t for t in dict.fromkeys(extra) if t not in seen]
+    path = str(tmp_path_factory.mktemp("cased") / "cased-vocab.txt")
+    vocab.write(path, cased)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cased(cased_vocab_file) -> BertTokenizer:
+    return BertTokenizer(cased_vocab_file, do_lower_case=False)
+
+
+# --- Real text: every line of the bundled books and Wikipedia sample ---------------------------
+
+
+def test_uncased_matches_google_on_every_corpus_line(corpus_lines, uncased):
+    reference = FullTokenizer(UNCASED_VOCAB, do_lower_case=True)
+    ours = uncased.tokenize(corpus_lines)
+    mismatches = [
+        (line, want, got)
+        for line, want, got in zip(
+            corpus_lines, (reference.tokenize(x) for x in corpus_lines), ours, strict=True
+        )
+        if want != got
+    ]
+    assert not mismatches, mismatches[:3]
+    # The ids are the same pieces.
+    ids = uncased.tokenize_to_ids(corpus_lines[:2000])
+    assert [uncased.id_to_token(row) for row in ids] == ours[:2000]
+
+
+def test_cased_matches_google_on_every_corpus_line(corpus_lines, cased, cased_vocab_file):
+    reference = FullTokenizer(cased_vocab_file, do_lower_case=False)
+    ours = cased.tokenize(corpus_lines)
+    mismatches = [
+        (line, got)
+        for line, got in zip(corpus_lines, ours, strict=True)
+        if reference.tokenize(line) != got
+    ]
+    assert not mismatches, mismatches[:3]
+    # Cased really is cased: capitalised words keep their own pieces.
+    assert cased.tokenize(["The Café"]) == [["The", "Café"]]
+
+
+def test_graph_version_matches_google_on_corpus(corpus_lines, uncased):
+    reference = FullTokenizer(UNCASED_VOCAB, do_lower_case=True)
+    sample = corpus_lines[::4]
+    got = uncased.tokenize_tensor(tf.constant(sample)).to_list()
+    mismatches = [
+        (line, uncased.id_to_token(row))
+        for line, row in zip(sample, got, strict=True)
+        if reference.tokenize(line) != uncased.id_to_token(row)
+    ]
+    assert not mismatches, mismatches[:3]
+
+
+# --- Every single character, in context ---------------------------------------------------------
+
+
+def _every_character_texts() -> list[str]:
+    code_points = [cp for cp in range(0x10000) if not 0xD800 <= cp <= 0xDFFF]
+    # Beyond the BMP: every assigned character outside the big ideograph and private-use planes.
+    code_points += [
+        cp for cp in range(0x10000, 0x20000) if unicodedata.category(chr(cp)) not in ("Cn", "Co")
+    ]
+    return [f"a{chr(cp)}b {chr(cp)}Z" for cp in code_points]
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_every_character_matches_google(do_lower_case, uncased, cased, cased_vocab_file):
+    # Each character between letters and alone: shows whether it is deleted, whitespace,
+    # punctuation, a CJK word, an accent, or a letter, the same way Google's code decides.
+    tokenizer = uncased if do_lower_case else cased
+    vocab_file = UNCASED_VOCAB if do_lower_case else cased_vocab_file
+    reference = FullTokenizer(vocab_file, do_lower_case=do_lower_case)
+    texts = _every_character_texts()
+    ours = tokenizer.tokenize(texts)
+    graph = tokenizer.tokenize_tensor(tf.constant(texts)).to_list()
+    for text, got, got_graph in zip(texts, ours, graph, strict=True):
+        want = reference.tokenize(text)
+        assert got == want, (hex(ord(text[1])), got, want)
+        assert tokenizer.id_to_token(got_graph) == want, (hex(ord(text[1])), got_graph, want)
+
+
+# --- Where tensorflow-text's own normalization differs from Google's: one test each ----------
+
+
+def _assert_google(tokenizer: BertTokenizer, text: str, expected: list[str]) -> None:
+    vocab_file = UNCASED_VOCAB if tokenizer.do_lower_case else tokenizer.source
+    reference = FullTokenizer(vocab_file, do_lower_case=tokenizer.do_lower_case)
+    assert reference.tokenize(text) == expected  # the case is stated right
+    assert tokenizer.tokenize([text]) == [expected]
+    graph = tokenizer.tokenize_tensor(tf.constant([text])).to_list()[0]
+    assert tokenizer.id_to_token(graph) == expected
+
+
+def test_no_nfkc_folding_of_ligatures_superscripts_and_full_width(uncased):
+    # tensorflow-text folds "ﬁ" to "fi", "²" to "2" and full-width letters to ASCII (NFKC).
+    _assert_google(uncased, "ﬁne ² ｆｕｌｌ", ["ﬁ", "##ne", "²", "[UNK]"])
+
+
+def test_ellipsis_character_is_one_punctuation_mark(uncased):
+    # NFKC would make "…" three "." pieces.
+    _assert_google(uncased, "wait…", ["wait", "…"])
+
+
+def test_sharp_s_and_final_sigma_are_lower_cased_not_case_folded(uncased):
+    # Case folding makes "ß" "ss" and every sigma "σ"; Python's lower() keeps "ß" and writes a
+    # final sigma "ς", as Google's tokenizer does.
+    _assert_google(uncased, "Straße ΟΔΟΣ", ["st", "##raße", "ο", "##δ", "##ος"])
+
+
+def test_control_characters_are_deleted_not_turned_into_spaces(uncased):
+    # tensorflow-text makes them spaces: "co operate", "a b", "x y".
+    _assert_google(
+        uncased,
+        "co\xadoperate a\x7fb x\x01y in\u200bto",
+        ["cooperate", "ab", "x", "##y", "into"],
+    )
+
+
+def test_nul_and_replacement_character_are_deleted(uncased):
+    _assert_google(uncased, "to\x00ge\ufffdther", ["together"])
+
+
+def test_special_tokens_in_raw_text_stay_plain_text(uncased):
+    text = "[CLS] a [SEP] b [MASK] c [PAD] [UNK]"
+    expected = ["[", "cl", "##s", "]", "a", "[", "sep", "]", "b", "[", "mask", "]", "c"]
+    expected += ["[", "pad", "]", "[", "un", "##k", "]"]
+    _assert_google(uncased, text, expected)
+    ids = uncased.tokenize_to_ids([text])[0]
+    special = [uncased.cls_id, uncased.sep_id, uncased.mask_id, uncased.pad_id, uncased.unk_id]
+    assert not np.isin(ids, special).any()
+
+
+def test_cjk_ideographs_split_and_kana_not(uncased):
+    _assert_google(uncased, "日本語テキスト", ["日", "本", "語", "テ", "##キ", "##ス", "##ト"])
+
+
+def test_chinese_punctuation_is_split(uncased):
+    _assert_google(
+        uncased, "中国，世人。「人」", ["中", "国", "，", "世", "人", "。", "「", "人", "」"]
+    )
+
+
+def test_symbols_that_are_not_punctuation_stay_attached(uncased):
+    # "€", "©", "°" are symbols (Sc, So), not punctuation: Google keeps them inside the word.
+    _assert_google(uncased, "€5 ©2020 °C", ["€", "##5", "©", "##20", "##20", "°c"])
+
+
+def test_accents_stripped_when_uncased_kept_when_cased(uncased, cased):
+    _assert_google(uncased, "Café naïve", ["cafe", "naive"])
+    _assert_google(cased, "Café", ["Café"])
+
+
+def test_unicode_line_separator_is_whitespace(uncased):
+    _assert_google(uncased, "one\u2028two\u3000three\xa0four", ["one", "two", "three", "four"])
+
+
+def test_word_of_more_than_100_characters_is_unknown(uncased):
+    _assert_google(uncased, "a" * 100, ["aaa", *["##aa"] * 48, "##a"])
+    _assert_google(uncased, "a" * 101 + " b", ["[UNK]", "b"])
+
+
+def test_100_character_limit_counts_characters_not_bytes(cased):
+    # tensorflow-text counts bytes: 100 "é" are 200 bytes, within Google's 100 characters.
+    _assert_google(cased, "é" * 100, ["é", *["##é"] * 99])
+    _assert_google(cased, "é" * 101, ["[UNK]"])
+    sixty = ["Ä", *["##Ä"] * 59]
+    _assert_google(cased, "Ä" * 60 + "." + "Ä" * 60, [*sixty, ".", *sixty])
+
+
+def test_empty_and_blank_texts(uncased):
+    assert uncased.tokenize(["", "   ", "\t\n"]) == [[], [], []]
+    ids = uncased.tokenize_to_ids(["", "x"])
+    assert ids[0].dtype == np.int32 and ids[0].shape == (0,)
+    assert uncased.tokenize([]) == []
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+def test_ids_and_special_tokens(uncased):
+    tokens = vocab.load(UNCASED_VOCAB)
+    assert uncased.vocab_size == len(tokens) == 30522
+    assert (uncased.pad_id, uncased.unk_id, uncased.cls_id, uncased.sep_id, uncased.mask_id) == (
+        0,
+        100,
+        101,
+        102,
+        103,
+    )
+    ids = uncased.tokenize_to_ids(["The unaffable x"])[0]
+    assert ids.dtype == np.int32
+    assert uncased.id_to_token(ids) == ["the", "una", "##ffa", "##ble", "x"]
+    assert uncased.convert_tokens_to_ids(["the", "##ble"]) == [uncased.vocab["the"], 3468]
+    assert uncased.is_continuation.shape == (30522,) and uncased.is_continuation.dtype == bool
+    assert uncased.is_continuation.sum() == sum(t.startswith("##") for t in tokens)
+    assert uncased.is_continuation[ids].tolist() == [False, False, True, True, False]
+
+
+def test_passing_one_string_is_an_error(uncased):
+    with pytest.raises(TypeError, match="sequence of texts"):
+        uncased.tokenize_to_ids("one text")
+
+
+def test_pickles_without_the_vocab_file(uncased, tmp_path):
+    path = tmp_path / "vocab.txt"
+    vocab.write(str(path), vocab.load(UNCASED_VOCAB))
+    tokenizer = BertTokenizer(str(path))
+    path.unlink()  # a Beam worker need not see the file
+    clone = pickle.loads(pickle.dumps(tokenizer))
+    assert clone.tokenize(["Hello, Wörld"]) == [["hello", ",", "world"]]
+    assert clone.vocab_size == tokenizer.vocab_size
+
+
+def test_graph_version_in_tf_data(uncased):
+    texts = ["Hello, World!", "Café ﬁ", ""]
+    dataset = tf.data.Dataset.from_tensor_slices(texts).batch(2).map(uncased.tokenize_tensor)
+    rows = [row for batch in dataset for row in batch.to_list()]
+    assert rows == [ids.tolist() for ids in uncased.tokenize_to_ids(texts)]
+
+
+def test_bad_vocab_file_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "dup.txt"
+    path.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nx\nx\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{path}.*duplicate token 'x' on lines 6 and 7"):
+        BertTokenizer(str(path))
+
+
+# --- python -m tokenizer.tokenize -------------------------------------------------------------
+
+
+def test_tokenize_file_one_line_out_per_line_in(uncased, tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_bytes(
+        b"Hello, World!\n\n" + "Café [SEP]\r\n".encode() + b"bad \xff\xfe bytes\nno newline"
+    )
+    output = tmp_path / "out" / "tokens.txt"
+    counts = tokenize_file(str(source), str(output), uncased, batch_size=2)
+    assert output.read_text(encoding="utf-8").split("\n") == [
+        "hello , world !",
+        "",
+        "cafe [ sep ]",
+        "bad bytes",
+        "no new ##line",
+        "",
+    ]
+    assert (counts.lines, counts.invalid_utf8_lines, counts.unknown_pieces) == (5, 1, 0)
+    assert counts.pieces == 13
+    assert [p.name for p in output.parent.iterdir()] == ["tokens.txt"]  # no temporary left
+
+
+def test_tokenize_file_on_gcs(uncased, gcs_dir):
+    source = storage.join(gcs_dir, "in.txt")
+    storage.atomic_write(source, "Straße\nΟΔΟΣ\n")
+    output = storage.join(gcs_dir, "out.txt")
+    tokenize_file(source, output, uncased)
+    assert storage.read_text(output) == "st ##raße\nο ##δ ##ος\n"
+
+
+def test_tokenize_command(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("The Café.\nΣ\n", encoding="utf-8")
+    output = tmp_path / "out.txt"
+    args = [f"--vocab_file={UNCASED_VOCAB}", f"--input={source}", f"--output={output}"]
+    subprocess.run([sys.executable, "-m", "tokenizer.tokenize", *args], check=True)
+    assert output.read_text(encoding="utf-8") == "the cafe .\nσ\n"
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tokenizer.tokenize",
+            *args[:1],
+            f"--input={tmp_path}/nope",
+            *args[2:],
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode != 0 and f"{tmp_path}/nope" in missing.stderr
