@@ -302,17 +302,15 @@ def print_dry_run(config: DataflowConfig, stages: Sequence[Stage]) -> None:
     )
 
 
-def preflight(config: DataflowConfig) -> None:
-    """Checks what needs the cloud before the first job starts: credentials and inputs.
+def check_credentials() -> None:
+    """Checks that Beam will find Google Cloud credentials (application default ones).
 
     Raises:
-      gcloud.LaunchError: no credentials, or an input pattern that matches nothing.
+      gcloud.LaunchError: none found; the message says how to get them.
     """
-    # Imported here so that --help and --dry_run do not pay TensorFlow's start-up.
+    # Imported here so that --help and --dry_run stay fast.
     import google.auth
     import google.auth.exceptions
-
-    from pipeline import storage
 
     try:
         google.auth.default()
@@ -321,6 +319,21 @@ def preflight(config: DataflowConfig) -> None:
             "no Google Cloud credentials for Beam: run `gcloud auth application-default login`"
             f" ({error})"
         ) from error
+
+
+def check_inputs(config: DataflowConfig) -> dict[str, list[str]]:
+    """Checks that every --dump and --books pattern matches files, before the first job.
+
+    Returns:
+      The matching files, by flag.
+
+    Raises:
+      gcloud.LaunchError: a pattern matches nothing; the message names it.
+    """
+    # Imported here: it loads TensorFlow (for tf.io.gfile), which --dry_run does not need.
+    from pipeline import storage
+
+    found = {}
     for flag, patterns in (("--dump", config.dump), ("--books", config.books)):
         if not patterns:
             continue
@@ -329,6 +342,8 @@ def preflight(config: DataflowConfig) -> None:
         except (FileNotFoundError, ValueError) as error:
             raise gcloud.LaunchError(f"{flag}: {error}") from error
         logging.info("%s: %d file(s), first %s", flag, len(files), files[0])
+        found[flag] = files
+    return found
 
 
 def execute(
@@ -388,41 +403,52 @@ def execute(
 
 _DEFAULTS = DataflowConfig(project="", region="", bucket="", dump="")
 
-flags.DEFINE_string("project", None, "Google Cloud project ID that runs and pays for the jobs.")
-flags.DEFINE_string("region", None, "Dataflow region, e.g. us-central1 (same as the bucket's).")
-flags.DEFINE_string("bucket", None, "gs://bucket[/prefix]: every output goes under it.")
-flags.DEFINE_string("dump", None, "gs:// path or glob(s) of the Wikipedia pages-articles dump.")
-flags.DEFINE_string("books", None, "gs:// glob(s) of book .txt files, one book a file.")
-flags.DEFINE_string("output_folder", _DEFAULTS.output_folder, "Folder under --bucket.")
-flags.DEFINE_string("run_id", "", "Names the jobs <job_prefix>-<run_id>-<stage>; default: now.")
-flags.DEFINE_string("job_prefix", _DEFAULTS.job_prefix, "Start of every Dataflow job name.")
-flags.DEFINE_string("machine_type", _DEFAULTS.machine_type, "Dataflow worker machine type.")
-flags.DEFINE_integer("max_num_workers", _DEFAULTS.max_num_workers, "Autoscaling ceiling per job.")
-flags.DEFINE_integer("disk_size_gb", _DEFAULTS.disk_size_gb, "Boot disk per worker, GB.")
-flags.DEFINE_integer("wiki_shards", _DEFAULTS.wiki_shards, "Text shards for Wikipedia.")
-flags.DEFINE_integer("books_shards", _DEFAULTS.books_shards, "Text shards for the books.")
-flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "WordPiece vocab size.")
-flags.DEFINE_boolean("do_lower_case", _DEFAULTS.do_lower_case, "Uncased vocab and records.")
-flags.DEFINE_integer("max_seq_length", _DEFAULTS.max_seq_length, "Tokens per instance.")
-flags.DEFINE_integer(
-    "max_predictions_per_seq", _DEFAULTS.max_predictions_per_seq, "Masked tokens per instance."
-)
-flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor, "Masks drawn per train document.")
-flags.DEFINE_integer("eval_dupe_factor", _DEFAULTS.eval_dupe_factor, "Same, for eval.")
-flags.DEFINE_boolean("do_whole_word_mask", _DEFAULTS.do_whole_word_mask, "Whole-word masking.")
-flags.DEFINE_integer("train_record_shards", _DEFAULTS.train_record_shards, "Train TFRecords.")
-flags.DEFINE_integer("eval_record_shards", _DEFAULTS.eval_record_shards, "Eval TFRecords.")
-flags.DEFINE_string(
-    "sdk_container_image", None, "Prebuilt Dataflow worker image (instead of --setup_file)."
-)
-flags.DEFINE_string(
-    "beam_args", "", "Extra Beam options for every job, e.g. '--subnetwork=… --no_use_public_ips'."
-)
-flags.DEFINE_string("extract_text_args", "", "Extra flags for extract_text.")
-flags.DEFINE_string("build_vocab_args", "", "Extra flags for build_vocab.")
-flags.DEFINE_string("create_pretraining_data_args", "", "Extra flags for both record jobs.")
-flags.DEFINE_boolean("skip_done", True, "Skip stages whose output is already complete.")
-flags.DEFINE_boolean("dry_run", False, "Print the commands, run nothing.")
+
+def define_flags() -> None:
+    """Defines the command-line flags.
+
+    Called only when the module runs as a program, so that importing it (tests, other
+    launchers) leaves absl's global flags alone.
+    """
+    flags.DEFINE_string("project", None, "Google Cloud project ID that runs and pays for the jobs.")
+    flags.DEFINE_string("region", None, "Dataflow region, e.g. us-central1 (same as the bucket's).")
+    flags.DEFINE_string("bucket", None, "gs://bucket[/prefix]: every output goes under it.")
+    flags.DEFINE_string("dump", None, "gs:// path or glob(s) of the Wikipedia pages-articles dump.")
+    flags.DEFINE_string("books", None, "gs:// glob(s) of book .txt files, one book a file.")
+    flags.DEFINE_string("output_folder", _DEFAULTS.output_folder, "Folder under --bucket.")
+    flags.DEFINE_string("run_id", "", "Names the jobs <job_prefix>-<run_id>-<stage>; default: now.")
+    flags.DEFINE_string("job_prefix", _DEFAULTS.job_prefix, "Start of every Dataflow job name.")
+    flags.DEFINE_string("machine_type", _DEFAULTS.machine_type, "Dataflow worker machine type.")
+    flags.DEFINE_integer(
+        "max_num_workers", _DEFAULTS.max_num_workers, "Autoscaling ceiling per job."
+    )
+    flags.DEFINE_integer("disk_size_gb", _DEFAULTS.disk_size_gb, "Boot disk per worker, GB.")
+    flags.DEFINE_integer("wiki_shards", _DEFAULTS.wiki_shards, "Text shards for Wikipedia.")
+    flags.DEFINE_integer("books_shards", _DEFAULTS.books_shards, "Text shards for the books.")
+    flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "WordPiece vocab size.")
+    flags.DEFINE_boolean("do_lower_case", _DEFAULTS.do_lower_case, "Uncased vocab and records.")
+    flags.DEFINE_integer("max_seq_length", _DEFAULTS.max_seq_length, "Tokens per instance.")
+    flags.DEFINE_integer(
+        "max_predictions_per_seq", _DEFAULTS.max_predictions_per_seq, "Masked tokens per instance."
+    )
+    flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor, "Masks drawn per train document.")
+    flags.DEFINE_integer("eval_dupe_factor", _DEFAULTS.eval_dupe_factor, "Same, for eval.")
+    flags.DEFINE_boolean("do_whole_word_mask", _DEFAULTS.do_whole_word_mask, "Whole-word masking.")
+    flags.DEFINE_integer("train_record_shards", _DEFAULTS.train_record_shards, "Train TFRecords.")
+    flags.DEFINE_integer("eval_record_shards", _DEFAULTS.eval_record_shards, "Eval TFRecords.")
+    flags.DEFINE_string(
+        "sdk_container_image", None, "Prebuilt Dataflow worker image (instead of --setup_file)."
+    )
+    flags.DEFINE_string(
+        "beam_args",
+        "",
+        "Extra Beam options for every job, e.g. '--subnetwork=… --no_use_public_ips'.",
+    )
+    flags.DEFINE_string("extract_text_args", "", "Extra flags for extract_text.")
+    flags.DEFINE_string("build_vocab_args", "", "Extra flags for build_vocab.")
+    flags.DEFINE_string("create_pretraining_data_args", "", "Extra flags for both record jobs.")
+    flags.DEFINE_boolean("skip_done", True, "Skip stages whose output is already complete.")
+    flags.DEFINE_boolean("dry_run", False, "Print the commands, run nothing.")
 
 
 def config_from_flags(values: flags.FlagValues) -> DataflowConfig:
@@ -471,7 +497,8 @@ def main(argv: Sequence[str]) -> None:
         return
     logging.info("launch.dataflow config: %s", config)
     try:
-        preflight(config)
+        check_credentials()
+        check_inputs(config)
         ran = execute(stages, skip_done=values.skip_done)
     except gcloud.LaunchError as error:
         gcloud.exit_with_error("launch.dataflow", error)
@@ -491,4 +518,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

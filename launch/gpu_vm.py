@@ -310,20 +310,27 @@ def print_next_steps(plan_: Plan) -> None:
 
 _DEFAULTS = GpuVmConfig(vm="", zone="", project="")
 
-flags.DEFINE_string("vm", None, "Compute Engine instance name, e.g. bert-gpu.")
-flags.DEFINE_string("zone", None, "Zone with that GPU, e.g. us-central1-a.")
-flags.DEFINE_string("project", None, "Google Cloud project ID.")
-flags.DEFINE_string("machine_type", _DEFAULTS.machine_type, "GPU machine type.")
-flags.DEFINE_string("accelerator", None, "N1 only: type=nvidia-tesla-v100,count=8.")
-flags.DEFINE_string("image_family", _DEFAULTS.image_family, "Deep Learning VM image family.")
-flags.DEFINE_string("image_project", _DEFAULTS.image_project, "Project of the image family.")
-flags.DEFINE_integer("boot_disk_gb", _DEFAULTS.boot_disk_gb, "Boot disk size, GB.")
-flags.DEFINE_boolean("spot", _DEFAULTS.spot, "Create a Spot VM (cheaper, may be stopped).")
-flags.DEFINE_string("package", None, "pip spec to install instead of a wheel of this checkout.")
-flags.DEFINE_boolean("create", _DEFAULTS.create, "Create the VM when it does not exist.")
-flags.DEFINE_boolean("foreground", _DEFAULTS.foreground, "Stream the trainer output here.")
-flags.DEFINE_string("log_file", _DEFAULTS.log_file, "Trainer log on the VM (under ~).")
-flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
+
+def define_flags() -> None:
+    """Defines the command-line flags.
+
+    Called only when the module runs as a program, so that importing it (tests, other
+    launchers) leaves absl's global flags alone.
+    """
+    flags.DEFINE_string("vm", None, "Compute Engine instance name, e.g. bert-gpu.")
+    flags.DEFINE_string("zone", None, "Zone with that GPU, e.g. us-central1-a.")
+    flags.DEFINE_string("project", None, "Google Cloud project ID.")
+    flags.DEFINE_string("machine_type", _DEFAULTS.machine_type, "GPU machine type.")
+    flags.DEFINE_string("accelerator", None, "N1 only: type=nvidia-tesla-v100,count=8.")
+    flags.DEFINE_string("image_family", _DEFAULTS.image_family, "Deep Learning VM image family.")
+    flags.DEFINE_string("image_project", _DEFAULTS.image_project, "Project of the image family.")
+    flags.DEFINE_integer("boot_disk_gb", _DEFAULTS.boot_disk_gb, "Boot disk size, GB.")
+    flags.DEFINE_boolean("spot", _DEFAULTS.spot, "Create a Spot VM (cheaper, may be stopped).")
+    flags.DEFINE_string("package", None, "pip spec to install instead of a wheel of this checkout.")
+    flags.DEFINE_boolean("create", _DEFAULTS.create, "Create the VM when it does not exist.")
+    flags.DEFINE_boolean("foreground", _DEFAULTS.foreground, "Stream the trainer output here.")
+    flags.DEFINE_string("log_file", _DEFAULTS.log_file, "Trainer log on the VM (under ~).")
+    flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
 
 
 def config_from_flags(values: flags.FlagValues, trainer_args: Sequence[str]) -> GpuVmConfig:
@@ -378,4 +385,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -446,19 +446,28 @@ def execute(plan_: Plan, *, runner: Callable = subprocess.run) -> None:
 
 _DEFAULTS = TpuPodConfig(tpu="", zone="", project="")
 
-flags.DEFINE_string("tpu", None, "TPU name, e.g. bert-v3-32 (the accelerator type may be in it).")
-flags.DEFINE_string("zone", None, "Zone with that TPU type, e.g. europe-west4-a.")
-flags.DEFINE_string("project", None, "Google Cloud project ID.")
-flags.DEFINE_string("accelerator_type", None, "e.g. v3-32, v4-8; default: read from --tpu.")
-flags.DEFINE_string("tf_version", _DEFAULTS.tf_version, "TensorFlow of the TPU image.")
-flags.DEFINE_string("runtime_version", None, "TPU software version; default from --tf_version.")
-flags.DEFINE_boolean("spot", _DEFAULTS.spot, "Create a Spot TPU (cheaper, may be preempted).")
-flags.DEFINE_string("network", None, "VPC network for a new TPU.")
-flags.DEFINE_string("package", None, "pip spec to install instead of a wheel of this checkout.")
-flags.DEFINE_boolean("create", _DEFAULTS.create, "Create the TPU when it does not exist.")
-flags.DEFINE_boolean("foreground", _DEFAULTS.foreground, "Stream the trainer output here.")
-flags.DEFINE_string("log_file", _DEFAULTS.log_file, "Trainer log on worker 0 (under ~).")
-flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
+
+def define_flags() -> None:
+    """Defines the command-line flags.
+
+    Called only when the module runs as a program, so that importing it (tests, other
+    launchers) leaves absl's global flags alone.
+    """
+    flags.DEFINE_string(
+        "tpu", None, "TPU name, e.g. bert-v3-32 (the accelerator type may be in it)."
+    )
+    flags.DEFINE_string("zone", None, "Zone with that TPU type, e.g. europe-west4-a.")
+    flags.DEFINE_string("project", None, "Google Cloud project ID.")
+    flags.DEFINE_string("accelerator_type", None, "e.g. v3-32, v4-8; default: read from --tpu.")
+    flags.DEFINE_string("tf_version", _DEFAULTS.tf_version, "TensorFlow of the TPU image.")
+    flags.DEFINE_string("runtime_version", None, "TPU software version; default from --tf_version.")
+    flags.DEFINE_boolean("spot", _DEFAULTS.spot, "Create a Spot TPU (cheaper, may be preempted).")
+    flags.DEFINE_string("network", None, "VPC network for a new TPU.")
+    flags.DEFINE_string("package", None, "pip spec to install instead of a wheel of this checkout.")
+    flags.DEFINE_boolean("create", _DEFAULTS.create, "Create the TPU when it does not exist.")
+    flags.DEFINE_boolean("foreground", _DEFAULTS.foreground, "Stream the trainer output here.")
+    flags.DEFINE_string("log_file", _DEFAULTS.log_file, "Trainer log on worker 0 (under ~).")
+    flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
 
 
 def config_from_flags(values: flags.FlagValues, trainer_args: Sequence[str]) -> TpuPodConfig:
@@ -514,4 +523,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
