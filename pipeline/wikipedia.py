@@ -99,6 +99,12 @@ _LEFTOVER_TAG_RE = re.compile(r"</?[a-zA-Z][\w:-]*(?:\s[^<>]*)?/?>")
 _LEFTOVER_TEMPLATE_RE = re.compile(r"\{\{[^{}]*\}\}")
 _RESIDUAL_MARKUP_RE = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}|^\s*[|!]|__[A-Z]+__|''")
 _HAS_LETTER_RE = re.compile(r"[^\W\d_]")
+# wikiextractor replaces <math> and <code> with "formula_7" / "codice_2": a paragraph that is
+# only such a placeholder says nothing.
+_PLACEHOLDER_ONLY_RE = re.compile(r"^(?:(?:formula|codice)_\d+[\s.,;:]*)+$")
+# What removed templates leave in parentheses: "Schopenhauer (; 22 February 1788 – …)", "()".
+_EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,]?\s*\)")
+_PARENTHESIS_SEPARATOR_RE = re.compile(r"\(\s*[;,]\s*")
 
 # English month and day names for the CURRENTMONTHNAME-like magic words (MediaWiki localises
 # them by the wiki's content language; wikiextractor leaves them empty).
@@ -895,8 +901,15 @@ def _strip_leftovers(paragraph: str) -> str:
     """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph."""
     text = _LEFTOVER_TAG_RE.sub("", paragraph)
     text = _LEFTOVER_TEMPLATE_RE.sub("", text)
+    text = _EMPTY_PARENTHESES_RE.sub("", text)
+    text = _PARENTHESIS_SEPARATOR_RE.sub("(", text)
     text = sentences.normalize_whitespace(text)
-    if not text or _RESIDUAL_MARKUP_RE.search(text) or not _HAS_LETTER_RE.search(text):
+    if (
+        not text
+        or _RESIDUAL_MARKUP_RE.search(text)
+        or not _HAS_LETTER_RE.search(text)
+        or _PLACEHOLDER_ONLY_RE.match(text)
+    ):
         return ""
     return text
 
