@@ -26,6 +26,8 @@ import dataclasses
 import hashlib
 import re
 
+import tensorflow as tf
+
 from pipeline import sentences, storage
 
 # How much of the file's start holds the Gutenberg header fields.
@@ -253,6 +255,6 @@ def read_book(path: str, *, language: str | None = None) -> Book:
     try:
         with storage.open_file(path, "rb") as handle:
             data = handle.read()
-    except Exception as error:  # tf.errors.* for gs://, OSError locally
+    except (OSError, tf.errors.OpError) as error:
         raise BookError(f"{path}: cannot read ({error})") from error
     return parse_book(data, path=path, language=language)

@@ -46,6 +46,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from xml.sax.saxutils import escape as xml_escape
 
+import tensorflow as tf
 from wikiextractor import extract as wikiextractor
 
 from pipeline import sentences, storage
@@ -263,23 +264,24 @@ def dump_date_from_name(path: str) -> str | None:
 
 def _raw_chunks(path: str, start: int, end: int | None) -> Iterator[bytes]:
     """The bytes of `path` from `start` to `end` (None: end of file), in 1 MiB chunks."""
+    position = start
     try:
-        handle = storage.open_file(path, "rb")
-    except Exception as error:  # tf.errors.* for gs://, OSError locally
-        raise DumpError(f"{path}: cannot open ({error})") from error
-    with handle:
-        if start:
-            handle.seek(start)
-        position = start
-        while end is None or position < end:
-            size = _CHUNK_BYTES if end is None else min(_CHUNK_BYTES, end - position)
-            chunk = handle.read(size)
-            if not chunk:
-                if end is not None:
-                    raise DumpError(f"{path}: ends at byte {position}, before byte {end}")
-                return
-            position += len(chunk)
-            yield chunk
+        # tf.io.gfile opens lazily: a missing file fails at the first read, so all of it is
+        # inside the try.
+        with storage.open_file(path, "rb") as handle:
+            if start:
+                handle.seek(start)
+            while end is None or position < end:
+                size = _CHUNK_BYTES if end is None else min(_CHUNK_BYTES, end - position)
+                chunk = handle.read(size)
+                if not chunk:
+                    break
+                position += len(chunk)
+                yield chunk
+    except (OSError, tf.errors.OpError) as error:
+        raise DumpError(f"{path}: cannot read at byte {position} ({error})") from error
+    if end is not None and position < end:
+        raise DumpError(f"{path}: ends at byte {position}, before byte {end}")
 
 
 def _decompressed(
@@ -331,7 +333,10 @@ def _decompressed(
             else:
                 data = b""
     if require_end and started:
-        raise DumpError(f"{where}: truncated {compression} data (the file ends inside a stream)")
+        raise DumpError(
+            f"{where}: truncated {compression} data: it ends inside a stream (a file cut short,"
+            " or a multistream index that belongs to another dump)"
+        )
 
 
 def _detect_encoding(head: bytes) -> str:
