@@ -1,0 +1,686 @@
+r"""Text shards to masked-LM / next-sentence TFRecords, in Beam.
+
+    python -m pipeline.create_pretraining_data \
+      --input_file='data/wiki-shards/train-*.txt,data/books-shards/train-*.txt' \
+      --output_dir=data/records/train --vocab_file=data/vocab.txt \
+      [--dupe_factor=10 --max_seq_length=128 --max_predictions_per_seq=20 --num_shards=64 \
+       --compression=gzip --output_prefix=train --direct_num_workers=2 | --runner=DataflowRunner …]
+
+The algorithm is google-research/bert's (see `pipeline.pretraining_instances` for what we
+fixed); the records are its schema (`pipeline.schema`); the output is
+`<output_dir>/<prefix>-00000-of-00064.tfrecord[.gz]` and `metadata.json`, written last.
+
+The Beam graph, and why it is shaped so:
+
+1. ReadAndTokenize: input files are cut into byte ranges (`pipeline.document_reader`), each
+   read by one worker, its sentences tokenized in large batches. Documents leave as compact
+   (id, uint16 ids, sentence lengths).
+2. Buckets: each document goes to a bucket chosen by a hash of (seed, its id). A bucket is the
+   pool random "B" segments are drawn from and the unit of work: no worker ever holds more than
+   one bucket, never the corpus. The number of buckets follows the corpus (documents and
+   tokens, counted in the pipeline), so it is the same on every runner.
+3. CountInstances: the cuts of each bucket are made once without masks, only to count its
+   instances; their prefix sums give every instance a global slot, so that shards can be
+   balanced to within one instance without a second shuffle of the data.
+4. WriteParts: each bucket makes its instances (cuts, pairs, masks, serialization, all seeded
+   from stable keys), sends each to shard `slot % num_shards` in a random permutation of its
+   slots, and writes one part file per shard. Heavy data never crosses a shuffle again.
+5. MergeShards: each shard interleaves its parts in a seeded random order (a uniform
+   shuffle of the shard, since each part is itself shuffled) into one TFRecord file, hashing it
+   as it goes.
+6. WriteMetadata: once every shard is renamed into place, metadata.json (flags, inputs, counts,
+   statistics, per-shard sha256), then the scratch folder is removed.
+
+Same inputs, flags and seed: byte-identical shards, whatever the runner or worker count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import apache_beam as beam
+import numpy as np
+from absl import app, flags
+
+from pipeline import (
+    beam_options,
+    document_reader,
+    masking,
+    metadata,
+    pretraining_instances,
+    record_files,
+    storage,
+)
+from pipeline.pretraining_instances import PretrainingDataConfig
+
+COMMAND = "pipeline.create_pretraining_data"
+_COUNTER_NAMESPACE = "create_pretraining_data"
+# The vocabulary check tokenizes this much text from the start of the first input files.
+_SAMPLE_BYTES = 256 << 10
+_SAMPLE_FILES = 4
+_MIN_SAMPLE_TOKENS = 500
+
+
+def shard_name(prefix: str, index: int, num_shards: int, *, compression: str) -> str:
+    """`<prefix>-00003-of-00064.tfrecord`, `.tfrecord.gz` with gzip."""
+    suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+    return f"{prefix}-{index:05d}-of-{num_shards:05d}{suffix}"
+
+
+def choose_num_buckets(
+    num_documents: int, num_tokens: int, *, config: PretrainingDataConfig
+) -> int:
+    """How many buckets: enough that one fits in memory (`max_bucket_tokens`), as many as
+    `parallel_buckets` for parallelism, but no fewer than `min_bucket_documents` documents
+    per bucket unless memory needs it.
+
+    Raises:
+      ValueError: no documents at all.
+    """
+    if num_documents == 0:
+        raise ValueError(
+            "the input holds no documents (every file is empty or blank, or no line has a "
+            "token in the vocab)"
+        )
+    for_memory = -(-num_tokens // config.max_bucket_tokens)
+    for_parallelism = min(config.parallel_buckets, num_documents // config.min_bucket_documents)
+    return max(1, for_memory, for_parallelism)
+
+
+def bucket_of(doc_id: str, num_buckets: int, *, random_seed: int) -> int:
+    return pretraining_instances.stable_hash64("bucket", random_seed, doc_id) % num_buckets
+
+
+def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float) -> float:
+    """Stops a job whose vocab does not fit `--do_lower_case` or the text, before it starts.
+
+    Two signs: a vocab with capitals while the text is lower-cased (those tokens can never
+    match), and a sample of the text that comes out mostly [UNK] (e.g. a lower-case vocab with
+    --nodo_lower_case: every capitalised word is unknown).
+
+    Args:
+      tokenizer: a `tokenizer.BertTokenizer`.
+      texts: sample sentences from the inputs.
+      max_unk_fraction: the most [UNK] tolerated in the sample.
+
+    Returns:
+      The sample's [UNK] fraction (0.0 for a sample too small to judge).
+
+    Raises:
+      ValueError: naming the vocab, the flag and what was found.
+    """
+    plain = [t for t in tokenizer.vocab if not (t.startswith("[") and t.endswith("]"))]
+    cased = sum(t != t.lower() for t in plain)
+    if tokenizer.do_lower_case and cased > 0.01 * len(plain):
+        raise ValueError(
+            f"{tokenizer.source}: {cased} of {len(plain)} vocab tokens have capitals, but "
+            "--do_lower_case lower-cases the text, so they can never match: this looks like a "
+            "cased vocab; pass --nodo_lower_case, or use an uncased vocab"
+        )
+    ids = tokenizer.tokenize_to_ids(list(texts)) if texts else []
+    total = sum(len(row) for row in ids)
+    if total < _MIN_SAMPLE_TOKENS:
+        return 0.0
+    unknown = sum(int((row == tokenizer.unk_id).sum()) for row in ids)
+    fraction = unknown / total
+    if fraction > max_unk_fraction:
+        hint = (
+            "the vocab looks lower-case but --do_lower_case is off; pass --do_lower_case"
+            if not tokenizer.do_lower_case and cased <= 0.01 * len(plain)
+            else "is this the vocab made for this text?"
+        )
+        raise ValueError(
+            f"{tokenizer.source}: {fraction:.1%} of the tokens of a sample of the input are "
+            f"[UNK] (at most {max_unk_fraction:.0%} expected; {unknown} of {total}): {hint}"
+        )
+    return fraction
+
+
+def _sample_sentences(paths: Sequence[str]) -> list[str]:
+    sentences: list[str] = []
+    for path in paths[:_SAMPLE_FILES]:
+        with storage.open_file(path, "rb") as f:
+            data = f.read(_SAMPLE_BYTES)
+        lines = data.decode("utf-8", errors="replace").split("\n")[:-1]
+        sentences.extend(line.strip() for line in lines if line.strip())
+    return sentences
+
+
+def _remove_stale_outputs(output_dir: str, *, prefix: str) -> None:
+    """Removes a previous run's metadata.json (first: the set is no longer complete) and shards
+    of this prefix, so that no old shard of another `--num_shards` survives beside new ones."""
+    storage.remove(storage.join(output_dir, metadata.FILENAME))
+    for name in storage.listdir(output_dir):
+        if name.startswith(f"{prefix}-") and "-of-" in name and ".tfrecord" in name:
+            logging.info("removing the previous run's %s", name)
+            storage.remove(storage.join(output_dir, name))
+
+
+def _count(name: str, value: int = 1) -> None:
+    beam.metrics.Metrics.counter(_COUNTER_NAMESPACE, name).inc(value)
+
+
+def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped for Beam
+    total: Counter = Counter()
+    for d in dicts:
+        total.update(d)
+    return dict(total)
+
+
+def _sum_pairs(pairs):  # Iterable[(documents, tokens)] -> (documents, tokens)
+    documents = tokens = 0
+    for d, t in pairs:
+        documents += d
+        tokens += t
+    return documents, tokens
+
+
+class ReadAndTokenize(beam.DoFn):
+    """Byte range -> tokenized documents (encoded), and one dict of counts per range."""
+
+    def __init__(self, tokenizer, *, config: PretrainingDataConfig):
+        self._tokenizer = tokenizer
+        self._config = config
+
+    def process(self, byte_range):
+        counts: Counter = Counter()
+        batch: list[document_reader.TextDocument] = []
+        batch_sentences = 0
+        documents = document_reader.read_documents(
+            byte_range,
+            max_document_bytes=self._config.max_document_bytes,
+            max_sentence_bytes=self._config.max_sentence_bytes,
+            counts=counts,
+        )
+        for document in documents:
+            batch.append(document)
+            batch_sentences += len(document.sentences)
+            if batch_sentences >= self._config.tokenize_batch_sentences:
+                yield from self._tokenize(batch, counts)
+                batch, batch_sentences = [], 0
+        if batch:
+            yield from self._tokenize(batch, counts)
+        logging.info(
+            "read %s [%d, %d): %d documents",
+            byte_range.path,
+            byte_range.start,
+            byte_range.end,
+            counts["documents"],
+        )
+        for name, value in counts.items():
+            _count(name, value)
+        yield beam.pvalue.TaggedOutput("counts", dict(counts))
+
+    def _tokenize(self, batch: list[document_reader.TextDocument], counts: Counter):
+        tokenizer = self._tokenizer
+        texts = [sentence for document in batch for sentence in document.sentences]
+        ids = tokenizer.tokenize_to_ids(texts)
+        row = 0
+        for document in batch:
+            rows = ids[row : row + len(document.sentences)]
+            row += len(document.sentences)
+            kept = [r for r in rows if len(r)]
+            counts["lines_without_tokens"] += len(rows) - len(kept)
+            if not kept:
+                counts["documents_without_tokens"] += 1
+                continue
+            tokens = np.concatenate(kept)
+            counts["documents"] += 1
+            counts["sentences"] += len(kept)
+            counts["tokens"] += len(tokens)
+            counts["unk_tokens"] += int((tokens == tokenizer.unk_id).sum())
+            yield pretraining_instances.encode_document(
+                pretraining_instances.Document(
+                    document.doc_id, tokens, np.array([len(r) for r in kept], dtype=np.int32)
+                ),
+                vocab_size=tokenizer.vocab_size,
+            )
+
+
+def _decode_bucket(
+    encoded_documents: Iterable[tuple[str, bytes, bytes]], *, vocab_size: int, random_seed: int
+) -> list[pretraining_instances.Document]:
+    documents = [
+        pretraining_instances.decode_document(e, vocab_size=vocab_size) for e in encoded_documents
+    ]
+    return pretraining_instances.bucket_order(documents, random_seed=random_seed)
+
+
+class CountInstances(beam.DoFn):
+    """(bucket, documents) -> (bucket, number of instances it will make)."""
+
+    def __init__(self, *, config: PretrainingDataConfig, vocab_size: int):
+        self._config = config
+        self._vocab_size = vocab_size
+
+    def process(self, element):
+        bucket, encoded = element
+        documents = _decode_bucket(
+            encoded, vocab_size=self._vocab_size, random_seed=self._config.random_seed
+        )
+        yield bucket, pretraining_instances.count_bucket_instances(documents, config=self._config)
+
+
+def slot_offsets(bucket_counts):  # dict[int, int] -> dict[int, int]
+    """Each bucket's first global slot: prefix sums of the instance counts, in bucket order."""
+    offsets, total = {}, 0
+    for bucket in sorted(bucket_counts):
+        offsets[bucket] = total
+        total += bucket_counts[bucket]
+    return offsets
+
+
+class WriteParts(beam.DoFn):
+    """(bucket, documents) -> its instances, serialized, in one part file per output shard.
+
+    Outputs (shard, (bucket, part path or None, records)) for every shard, and a dict of
+    counts on the "counts" tag.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: PretrainingDataConfig,
+        vocabulary: pretraining_instances.Vocabulary,
+        scratch_dir: str,
+    ):
+        self._config = config
+        self._vocabulary = vocabulary
+        self._scratch_dir = scratch_dir
+
+    def process(self, element, offsets, bucket_counts):
+        from pipeline import schema
+
+        bucket, encoded = element
+        config = self._config
+        num_shards = config.num_shards
+        documents = _decode_bucket(
+            encoded, vocab_size=self._vocabulary.vocab_size, random_seed=config.random_seed
+        )
+        expected = bucket_counts[bucket]
+        # A random bijection of this bucket's instances onto its slots; slot % num_shards is
+        # the shard, so every shard gets a share of every bucket, balanced to within one.
+        slot_draws = masking.uniform(
+            np.array(
+                [pretraining_instances.stable_hash64("slots", config.random_seed, bucket)],
+                dtype=np.uint64,
+            ),
+            stream=0,
+            width=expected,
+        )[0]
+        shards = (offsets[bucket] + np.argsort(slot_draws, kind="stable")) % num_shards
+        storage.makedirs(self._scratch_dir)
+        writers: dict[int, record_files.PartWriter] = {}
+        counts: Counter = Counter()
+        made = 0
+        try:
+            batches = pretraining_instances.bucket_instances(
+                documents, config=config, vocabulary=self._vocabulary, counts=counts
+            )
+            for batch in batches:
+                batch.add_statistics(counts)
+                for row in range(len(batch)):
+                    if made >= expected:
+                        raise RuntimeError(f"bucket {bucket}: more instances than counted")
+                    shard = int(shards[made])
+                    made += 1
+                    writer = writers.get(shard)
+                    if writer is None:
+                        path = storage.join(self._scratch_dir, f"part-{bucket:05d}-{shard:05d}")
+                        writer = writers[shard] = record_files.PartWriter(path)
+                    writer.write(schema.serialize(batch.features(row)))
+            if made != expected:
+                raise RuntimeError(f"bucket {bucket}: made {made} instances, counted {expected}")
+            for writer in writers.values():
+                writer.close()
+        except BaseException:
+            for writer in writers.values():
+                writer.abort()
+            raise
+        logging.info("bucket %d: %d documents, %d instances", bucket, len(documents), made)
+        _count("buckets")
+        _count("instances", made)
+        counts["buckets"] += 1
+        for shard in range(num_shards):
+            writer = writers.get(shard)
+            yield shard, (bucket, writer.path if writer else None, writer.records if writer else 0)
+        yield beam.pvalue.TaggedOutput("counts", dict(counts))
+
+
+class MergeShard(beam.DoFn):
+    """(shard, parts) -> the shard's TFRecord file; outputs its name, records, bytes, sha256."""
+
+    def __init__(self, *, config: PretrainingDataConfig, output_dir: str):
+        self._config = config
+        self._output_dir = output_dir
+
+    def process(self, element):
+        shard, parts = element
+        config = self._config
+        parts = sorted((p for p in parts if p[2] > 0), key=lambda p: p[0])
+        sizes = np.array([p[2] for p in parts], dtype=np.int64)
+        # A uniformly random interleaving of the parts: part i appears sizes[i] times, in an
+        # order drawn from (seed, shard). Each part is in random order itself, so the shard is.
+        sources = np.repeat(np.arange(len(parts)), sizes)
+        draws = masking.uniform(
+            np.array(
+                [pretraining_instances.stable_hash64("merge", config.random_seed, shard)],
+                dtype=np.uint64,
+            ),
+            stream=0,
+            width=len(sources),
+        )[0]
+        sources = sources[np.argsort(draws, kind="stable")]
+        name = shard_name(
+            config.output_prefix, shard, config.num_shards, compression=config.compression
+        )
+        path = storage.join(self._output_dir, name)
+        readers = [record_files.PartReader(p[1]) for p in parts]
+        try:
+            with record_files.TFRecordShardWriter(path, compression=config.compression) as out:
+                for source in sources.tolist():
+                    out.write(readers[source].next())
+        finally:
+            for reader in readers:
+                reader.close()
+        for _, part_path, _ in parts:
+            storage.remove(part_path)
+        logging.info("wrote %s: %d instances", name, out.records)
+        yield {"path": path, "records": out.records, "bytes": out.bytes, "sha256": out.sha256}
+
+
+def statistics(counts: dict[str, int]) -> dict[str, float]:
+    """The fractions the benchmark and metadata.json report, from the job's counts."""
+
+    def ratio(numerator: str, denominator: str) -> float:
+        return counts.get(numerator, 0) / counts[denominator] if counts.get(denominator) else 0.0
+
+    return {
+        "real_token_fraction": ratio("real_tokens", "sequence_slots"),
+        "masked_fraction": ratio("masked_tokens", "real_tokens"),
+        "masked_as_mask_token_fraction": ratio("masked_as_mask_token", "masked_tokens"),
+        "masked_as_random_token_fraction": ratio("masked_as_random_token", "masked_tokens"),
+        "masked_kept_fraction": ratio("masked_kept", "masked_tokens"),
+        "random_next_fraction": ratio("random_next", "instances"),
+        "unk_fraction": ratio("unk_tokens", "tokens"),
+        "instances_per_document": ratio("instances", "documents"),
+    }
+
+
+def _write_metadata(
+    shards,
+    counts,
+    *,
+    config,
+    output_dir,
+    inputs,
+    vocab_file,
+    vocab_size,
+    input_patterns,
+    scratch_dir,
+):
+    """Checks the shards against the counts, writes metadata.json, removes the scratch folder.
+
+    (Untyped: Beam would log every string annotation of a function it maps.)
+
+    Args:
+      shards: list of {"path", "records", "bytes", "sha256"}, one per shard.
+      counts: dict[str, int], the job's counts.
+
+    Returns:
+      dict, the metadata.json record.
+    """
+    shards = sorted(shards, key=lambda s: s["path"])
+    if len(shards) != config.num_shards:
+        raise RuntimeError(f"wrote {len(shards)} shards, expected {config.num_shards}")
+    written = sum(s["records"] for s in shards)
+    if written != counts.get("instances", 0):
+        raise RuntimeError(f"shards hold {written} instances, made {counts.get('instances')}")
+    stats = statistics(counts)
+    if stats["unk_fraction"] > config.max_unk_fraction:
+        logging.warning(
+            "%.1f%% of the input tokens are [UNK]: check --vocab_file and --do_lower_case",
+            100 * stats["unk_fraction"],
+        )
+    empty = [storage.basename(s["path"]) for s in shards if s["records"] == 0]
+    if empty:
+        logging.warning(
+            "%d of %d shards are empty: fewer instances (%d) than --num_shards",
+            len(empty),
+            len(shards),
+            written,
+        )
+    flags_record = {
+        "input_file": input_patterns,
+        "output_dir": output_dir,
+        "vocab_file": vocab_file,
+        **{field.name: getattr(config, field.name) for field in dataclasses.fields(config)},
+    }
+    record = metadata.write(
+        output_dir,
+        command=COMMAND,
+        flags=flags_record,
+        inputs=inputs,
+        outputs=[],
+        counts={key: counts[key] for key in sorted(counts)},
+        vocab_file=vocab_file,
+        extra={
+            "vocab_size": vocab_size,
+            "statistics": stats,
+            # Hashed while written: reading every shard back would double the job's I/O.
+            "outputs": [
+                {
+                    "path": storage.basename(s["path"]),
+                    "bytes": s["bytes"],
+                    "records": s["records"],
+                    "sha256": s["sha256"],
+                }
+                for s in shards
+            ],
+        },
+    )
+    if storage.exists(scratch_dir):
+        import tensorflow as tf
+
+        tf.io.gfile.rmtree(scratch_dir)
+    logging.info(
+        "%s: %d instances in %d shards; masked %.4f, random next %.4f",
+        output_dir,
+        written,
+        len(shards),
+        stats["masked_fraction"],
+        stats["random_next_fraction"],
+    )
+    return record
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    *,
+    input_patterns: str | Sequence[str],
+    output_dir: str,
+    vocab_file: str,
+    config: PretrainingDataConfig,
+) -> beam.PCollection:
+    """Adds the whole job to `pipeline`.
+
+    Checks what can be checked before anything runs (inputs exist and are not all empty, the
+    vocab loads and fits the text and `do_lower_case`), and removes a previous run's
+    metadata.json and shards of the same prefix from `output_dir`.
+
+    Args:
+      pipeline: the Beam pipeline (a TestPipeline in tests).
+      input_patterns: comma-separated globs of text shards (local or gs://).
+      output_dir: where the shards and metadata.json go.
+      vocab_file: the WordPiece vocab.
+      config: every other flag.
+
+    Returns:
+      A PCollection holding one element, the metadata.json record, once everything is written.
+
+    Raises:
+      FileNotFoundError: a pattern matches nothing, or the vocab file is missing.
+      ValueError: every input is empty; the vocab does not fit the text or `do_lower_case`.
+    """
+    from tokenizer import BertTokenizer
+
+    input_list = storage.split_patterns(input_patterns)
+    inputs = storage.expand_globs(input_list)
+    sizes = [storage.size(path) for path in inputs]
+    if not any(sizes):
+        raise ValueError(f"every input file is empty: {', '.join(inputs)}")
+    for path, size in zip(inputs, sizes, strict=True):
+        if not size:
+            logging.warning("input %s is empty", path)
+    tokenizer = BertTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    check_vocabulary(
+        tokenizer,
+        _sample_sentences([p for p, s in zip(inputs, sizes, strict=True) if s]),
+        max_unk_fraction=config.max_unk_fraction,
+    )
+    vocabulary = pretraining_instances.Vocabulary.from_tokenizer(tokenizer)
+    storage.makedirs(output_dir)
+    _remove_stale_outputs(output_dir, prefix=config.output_prefix)
+    scratch_dir = storage.join(output_dir, f".tmp-{config.output_prefix}-{uuid.uuid4().hex}")
+    ranges = document_reader.plan_ranges(inputs, sizes, split_bytes=config.split_bytes)
+    logging.info(
+        "%s: %d input files (%d bytes) in %d ranges -> %s; %s",
+        COMMAND,
+        len(inputs),
+        sum(sizes),
+        len(ranges),
+        output_dir,
+        config,
+    )
+
+    read = (
+        pipeline
+        | "Ranges" >> beam.Create(ranges)
+        | "SpreadRanges" >> beam.Reshuffle()
+        | "ReadAndTokenize"
+        >> beam.ParDo(ReadAndTokenize(tokenizer, config=config)).with_outputs(
+            "counts", main="documents"
+        )
+    )
+    documents = read.documents
+    corpus = (
+        documents
+        | "DocumentTokens"
+        >> beam.Map(
+            lambda d, itemsize: (1, len(d[1]) // itemsize),
+            itemsize=np.dtype(pretraining_instances.token_dtype(vocabulary.vocab_size)).itemsize,
+        )
+        | "CorpusTokens" >> beam.CombineGlobally(_sum_pairs)
+    )
+    num_buckets = corpus | "ChooseBuckets" >> beam.Map(
+        lambda size: choose_num_buckets(size[0], size[1], config=config)
+    )
+    buckets = (
+        documents
+        | "KeyByBucket"
+        >> beam.Map(
+            lambda d, n: (bucket_of(d[0], n, random_seed=config.random_seed), d),
+            n=beam.pvalue.AsSingleton(num_buckets),
+        )
+        | "GroupIntoBuckets" >> beam.GroupByKey()
+    )
+    bucket_counts = (
+        buckets
+        | "CountInstances"
+        >> beam.ParDo(CountInstances(config=config, vocab_size=vocabulary.vocab_size))
+        | "CollectCounts" >> beam.combiners.ToDict()
+    )
+    offsets = bucket_counts | "SlotOffsets" >> beam.Map(slot_offsets)
+    parts = buckets | "WriteParts" >> beam.ParDo(
+        WriteParts(config=config, vocabulary=vocabulary, scratch_dir=scratch_dir),
+        offsets=beam.pvalue.AsSingleton(offsets),
+        bucket_counts=beam.pvalue.AsSingleton(bucket_counts),
+    ).with_outputs("counts", main="parts")
+    counts = (
+        (read.counts, parts.counts)
+        | "AllCounts" >> beam.Flatten()
+        | "SumCounts" >> beam.CombineGlobally(_sum_counts)
+    )
+    return (
+        parts.parts
+        | "GroupParts" >> beam.GroupByKey()
+        | "MergeShards" >> beam.ParDo(MergeShard(config=config, output_dir=output_dir))
+        | "CollectShards" >> beam.combiners.ToList()
+        | "WriteMetadata"
+        >> beam.Map(
+            _write_metadata,
+            counts=beam.pvalue.AsSingleton(counts),
+            config=config,
+            output_dir=output_dir,
+            inputs=inputs,
+            vocab_file=vocab_file,
+            vocab_size=vocabulary.vocab_size,
+            input_patterns=",".join(input_list),
+            scratch_dir=scratch_dir,
+        )
+    )
+
+
+_defaults = PretrainingDataConfig()
+flags.DEFINE_string("input_file", None, "Comma-separated globs of text shards (local or gs://).")
+flags.DEFINE_string("output_dir", None, "Where the TFRecord shards and metadata.json go.")
+flags.DEFINE_string("vocab_file", None, "The WordPiece vocab the text is tokenized with.")
+flags.DEFINE_bool("do_lower_case", _defaults.do_lower_case, "Lower-case (for uncased vocabs).")
+flags.DEFINE_bool(
+    "do_whole_word_mask", _defaults.do_whole_word_mask, "Mask whole words, not single pieces."
+)
+flags.DEFINE_integer("max_seq_length", _defaults.max_seq_length, "Tokens per instance.")
+flags.DEFINE_integer(
+    "max_predictions_per_seq", _defaults.max_predictions_per_seq, "Masked-LM slots per instance."
+)
+flags.DEFINE_float("masked_lm_prob", _defaults.masked_lm_prob, "Fraction of tokens masked.")
+flags.DEFINE_integer(
+    "dupe_factor", _defaults.dupe_factor, "Passes over the corpus, each with different masks."
+)
+flags.DEFINE_float("short_seq_prob", _defaults.short_seq_prob, "Chance of a shorter target length.")
+flags.DEFINE_integer("random_seed", _defaults.random_seed, "Seed of every random draw.")
+flags.DEFINE_integer("num_shards", _defaults.num_shards, "Output TFRecord files.")
+flags.DEFINE_enum("compression", _defaults.compression, ["none", "gzip"], "Shard compression.")
+flags.DEFINE_string(
+    "output_prefix", _defaults.output_prefix, "Shard name prefix (`eval` for eval records)."
+)
+flags.mark_flags_as_required(["input_file", "output_dir", "vocab_file"])
+
+_CONFIG_FLAGS = (
+    "do_lower_case",
+    "do_whole_word_mask",
+    "max_seq_length",
+    "max_predictions_per_seq",
+    "masked_lm_prob",
+    "dupe_factor",
+    "short_seq_prob",
+    "random_seed",
+    "num_shards",
+    "compression",
+    "output_prefix",
+)
+
+
+def main(argv: Sequence[str]) -> None:
+    values = flags.FLAGS
+    try:
+        config = PretrainingDataConfig(**{name: values[name].value for name in _CONFIG_FLAGS})
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    result = beam_options.run(
+        build_pipeline,
+        argv[1:],
+        input_patterns=values.input_file,
+        output_dir=values.output_dir,
+        vocab_file=values.vocab_file,
+        config=config,
+    )
+    beam_options.log_counters(COMMAND, beam_options.counters(result))
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=beam_options.parse_flags)

@@ -1,0 +1,188 @@
+"""TFRecord shards written in Python (with their sha256 on the fly) and temporary part files.
+
+Why not `tf.io.TFRecordWriter`: we need each shard's sha256 for metadata.json, and reading
+every shard back to hash it would double the job's I/O at the end. The TFRecord framing is
+simple and stable (length, masked CRC32C of the length, data, masked CRC32C of the data;
+`tensorflow/core/lib/io/record_writer.cc`), and gzip is what TensorFlow reads for
+`compression_type="GZIP"`. zlib's gzip header carries no timestamp or file name, so the same
+records always give the same bytes.
+
+Part files are this job's own scratch format between its two steps: a stream of
+little-endian uint32 lengths, each followed by that many bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import uuid
+import zlib
+from collections.abc import Iterator
+
+import google_crc32c
+import tensorflow as tf
+
+from pipeline import storage
+
+_MASK_DELTA = 0xA282EAD8
+_READ_CHUNK_BYTES = 256 << 10
+_WRITE_BUFFER_BYTES = 1 << 20
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC32C of `data`."""
+    crc = google_crc32c.value(data)
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame_record(data: bytes) -> bytes:
+    """One record in TFRecord framing."""
+    length = struct.pack("<Q", len(data))
+    return b"".join(
+        (
+            length,
+            struct.pack("<I", masked_crc32c(length)),
+            data,
+            struct.pack("<I", masked_crc32c(data)),
+        )
+    )
+
+
+class TFRecordShardWriter:
+    """Writes one TFRecord file atomically (temporary name, then rename), gzip or not, and
+    keeps count of its records, bytes and sha256.
+
+    Use as a context manager; on an exception the temporary file is removed and nothing
+    appears under the final name.
+    """
+
+    def __init__(self, path: str, *, compression: str = "none"):
+        if compression not in ("none", "gzip"):
+            raise ValueError(f"compression={compression!r}: must be 'none' or 'gzip'")
+        self.path = path
+        self.records = 0
+        self.bytes = 0
+        self._sha256 = hashlib.sha256()
+        # wbits=31: a gzip stream (header mtime 0, no name), level 6 as TensorFlow's GZIP.
+        self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if compression == "gzip" else None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        folder = path.rsplit("/", 1)[0] if "/" in path else "."
+        storage.makedirs(folder)
+        self._temporary = storage.join(folder, f".{storage.basename(path)}.tmp-{uuid.uuid4().hex}")
+        self._file = storage.open_file(self._temporary, "wb")
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def write(self, data: bytes) -> None:
+        """Appends one serialized record."""
+        self._pending.append(frame_record(data))
+        self._pending_bytes += len(data) + 16
+        self.records += 1
+        if self._pending_bytes >= _WRITE_BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        chunk = b"".join(self._pending)
+        self._pending, self._pending_bytes = [], 0
+        if self._compressor is not None:
+            chunk = self._compressor.compress(chunk)
+            if final:
+                chunk += self._compressor.flush()
+        if chunk:
+            self._file.write(chunk)
+            self._sha256.update(chunk)
+            self.bytes += len(chunk)
+
+    def close(self) -> None:
+        self._flush(final=True)
+        self._file.close()
+        tf.io.gfile.rename(self._temporary, self.path, overwrite=True)
+
+    def abort(self) -> None:
+        self._file.close()
+        storage.remove(self._temporary)
+
+    def __enter__(self) -> TFRecordShardWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class PartWriter:
+    """Writes a part file (records as uint32 length + bytes) atomically, buffered: a bucket
+    keeps one open per output shard."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.records = 0
+        folder = path.rsplit("/", 1)[0] if "/" in path else "."
+        self._temporary = storage.join(folder, f".{storage.basename(path)}.tmp-{uuid.uuid4().hex}")
+        self._file = storage.open_file(self._temporary, "wb")
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(struct.pack("<I", len(data)))
+        self._pending.append(data)
+        self._pending_bytes += len(data) + 4
+        self.records += 1
+        if self._pending_bytes >= _WRITE_BUFFER_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._file.write(b"".join(self._pending))
+        self._pending, self._pending_bytes = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self._file.close()
+        tf.io.gfile.rename(self._temporary, self.path, overwrite=True)
+
+    def abort(self) -> None:
+        self._file.close()
+        storage.remove(self._temporary)
+
+
+class PartReader:
+    """Reads a part file's records one at a time, in chunks (many are open at once while a
+    shard is merged, so each keeps a small buffer only)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = storage.open_file(path, "rb")
+        self._buffer = b""
+        self._offset = 0
+
+    def _fill(self, needed: int) -> bytes:
+        while len(self._buffer) - self._offset < needed:
+            chunk = self._file.read(max(_READ_CHUNK_BYTES, needed))
+            if not chunk:
+                raise ValueError(f"{self.path}: truncated part file")
+            self._buffer = self._buffer[self._offset :] + chunk
+            self._offset = 0
+        data = self._buffer[self._offset : self._offset + needed]
+        self._offset += needed
+        return data
+
+    def next(self) -> bytes:
+        (length,) = struct.unpack("<I", self._fill(4))
+        return self._fill(length)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_tfrecords(path: str, *, compression: str = "none") -> Iterator[bytes]:
+    """The records of a TFRecord file, through TensorFlow's reader (which checks the CRCs)."""
+    dataset = tf.data.TFRecordDataset(
+        path, compression_type="GZIP" if compression == "gzip" else ""
+    )
+    for record in dataset.as_numpy_iterator():
+        yield bytes(record)
