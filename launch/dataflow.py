@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import math
 import os
 import re
 import shlex
@@ -143,8 +144,8 @@ def check(config: DataflowConfig) -> DataflowConfig:
             f"--output_folder={config.output_folder!r}: use a plain folder name such as 'bert'"
         )
     run_id = config.run_id or datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    # The longest stage suffix is "create-pretraining-data-train"-like; Dataflow job names
-    # follow the resource-name rule, so check the whole name with the longest suffix.
+    # Dataflow job names follow the resource-name rule (at most 63 characters); check the
+    # name with the longest stage suffix ("records-train", as long as "extract-books").
     gcloud.check_resource_name(
         f"{config.job_prefix}-{run_id}-records-train",
         flag="--job_prefix/--run_id",
@@ -169,6 +170,16 @@ def check(config: DataflowConfig) -> DataflowConfig:
         "eval_record_shards",
     ):
         gcloud.check_positive(getattr(config, flag), flag=f"--{flag}")
+    masked_lm_prob = float(
+        gcloud.flag_value(config.create_pretraining_data_args, "masked_lm_prob") or 0.15
+    )
+    if config.max_predictions_per_seq < math.ceil(masked_lm_prob * config.max_seq_length):
+        # create_pretraining_data would refuse it, but only after hours of extraction.
+        raise gcloud.LaunchError(
+            f"--max_predictions_per_seq={config.max_predictions_per_seq} is below "
+            f"masked_lm_prob x max_seq_length = {masked_lm_prob} x {config.max_seq_length}: "
+            "raise it, or fewer tokens than masked_lm_prob would be masked"
+        )
     if config.disk_size_gb < 25:
         raise gcloud.LaunchError(
             f"--disk_size_gb={config.disk_size_gb}: Dataflow workers need at least 25 GB"

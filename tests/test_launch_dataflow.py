@@ -174,6 +174,11 @@ def test_beam_parses_the_dataflow_options_of_every_stage():
         (dict(region="us-central1-a"), "that is a zone"),
         (dict(machine_type="big"), "--machine_type='big' is not a Compute Engine machine type"),
         (dict(disk_size_gb=10), "at least 25 GB"),
+        (dict(max_seq_length=512), "--max_predictions_per_seq=20 is below"),
+        (
+            dict(create_pretraining_data_args=("--masked_lm_prob=0.2",)),
+            "below masked_lm_prob x max_seq_length = 0.2 x 128",
+        ),
         (dict(max_num_workers=0), "--max_num_workers=0 must be a positive integer"),
         (dict(output_folder="a b"), "--output_folder='a b'"),
         (dict(run_id="Run_1"), "--job_prefix/--run_id"),
