@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import math
 import os
 import re
 import shlex
@@ -173,11 +172,12 @@ def check(config: DataflowConfig) -> DataflowConfig:
     masked_lm_prob = float(
         gcloud.flag_value(config.create_pretraining_data_args, "masked_lm_prob") or 0.15
     )
-    if config.max_predictions_per_seq < math.ceil(masked_lm_prob * config.max_seq_length):
-        # create_pretraining_data would refuse it, but only after hours of extraction.
+    # create_pretraining_data refuses it with the same rule, but only after hours of extraction.
+    if config.max_predictions_per_seq < round(masked_lm_prob * config.max_seq_length):
         raise gcloud.LaunchError(
             f"--max_predictions_per_seq={config.max_predictions_per_seq} is below "
-            f"masked_lm_prob x max_seq_length = {masked_lm_prob} x {config.max_seq_length}: "
+            f"round(masked_lm_prob x max_seq_length) = round({masked_lm_prob} x "
+            f"{config.max_seq_length}): "
             "raise it, or fewer tokens than masked_lm_prob would be masked"
         )
     if config.disk_size_gb < 25:

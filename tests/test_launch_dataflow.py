@@ -177,7 +177,7 @@ def test_beam_parses_the_dataflow_options_of_every_stage():
         (dict(max_seq_length=512), "--max_predictions_per_seq=20 is below"),
         (
             dict(create_pretraining_data_args=("--masked_lm_prob=0.2",)),
-            "below masked_lm_prob x max_seq_length = 0.2 x 128",
+            "below round(masked_lm_prob x max_seq_length) = round(0.2 x 128)",
         ),
         (dict(max_num_workers=0), "--max_num_workers=0 must be a positive integer"),
         (dict(output_folder="a b"), "--output_folder='a b'"),
@@ -190,6 +190,13 @@ def test_bad_flags_are_refused_before_anything_runs(overrides, message):
     with pytest.raises(gcloud.LaunchError) as caught:
         make_config(**overrides)
     assert message in str(caught.value)
+
+
+def test_max_predictions_rule_is_the_stage_own():
+    # create_pretraining_data accepts round(0.15 x 128) = 19 slots; so does the launcher.
+    assert make_config(max_predictions_per_seq=19).max_predictions_per_seq == 19
+    with pytest.raises(gcloud.LaunchError):
+        make_config(max_predictions_per_seq=18)
 
 
 class FakeRunner:
