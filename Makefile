@@ -39,6 +39,26 @@ bench: install
 	$(PY) -m pip install --quiet --no-deps tf-models-official
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
+# Text shards (pipeline.extract_text; docs/extract_text.md). Defaults: the bundled samples.
+# `make wiki-shards WIKI_INPUT=gs://…/enwiki-…-multistream.xml.bz2 WIKI_SHARDS_DIR=gs://…`;
+# Beam options go in EXTRA_FLAGS, e.g. EXTRA_FLAGS="--direct_num_workers=2".
+WIKI_INPUT ?= tests/data/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2
+WIKI_SHARDS_DIR ?= data/wiki-shards
+WIKI_NUM_SHARDS ?= 4
+BOOKS_INPUT ?= tests/data/books/*.txt
+BOOKS_SHARDS_DIR ?= data/books-shards
+BOOKS_NUM_SHARDS ?= 2
+EXTRA_FLAGS ?=
+.PHONY: wiki-shards books-shards
+
+wiki-shards: install
+	$(PY) -m pipeline.extract_text --source=wikipedia --input='$(WIKI_INPUT)' \
+		--output_dir='$(WIKI_SHARDS_DIR)' --num_shards=$(WIKI_NUM_SHARDS) $(EXTRA_FLAGS)
+
+books-shards: install
+	$(PY) -m pipeline.extract_text --source=books --input='$(BOOKS_INPUT)' \
+		--output_dir='$(BOOKS_SHARDS_DIR)' --num_shards=$(BOOKS_NUM_SHARDS) $(EXTRA_FLAGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
