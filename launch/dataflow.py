@@ -28,8 +28,10 @@ import logging
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
+import xml.etree.ElementTree
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
@@ -357,6 +359,80 @@ def check_inputs(config: DataflowConfig) -> dict[str, list[str]]:
     return found
 
 
+def stage_flag_names(module: str, *, python: str = sys.executable) -> set[str]:
+    """The flags `python -m <module>` accepts, from absl's `--helpxml`.
+
+    In a subprocess: every stage defines its absl flags when imported, and stages share flag
+    names, so two of them cannot be imported into one process.
+
+    Raises:
+      gcloud.LaunchError: the module does not start.
+    """
+    result = subprocess.run(
+        [python, "-m", module, "--helpxml"],
+        cwd=gcloud.PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        root = xml.etree.ElementTree.fromstring(result.stdout)
+    except xml.etree.ElementTree.ParseError as error:
+        raise gcloud.LaunchError(
+            f"cannot list the flags of {module}: {result.stderr.strip()[-2000:]}"
+        ) from error
+    return {name.text for name in root.iter("name") if name.text}
+
+
+def unknown_to_beam(args: Sequence[str]) -> list[str]:
+    """The names of `args` that no Beam pipeline option defines."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    options = PipelineOptions(list(args))
+    beam_logger = logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_logger.level
+    # Beam logs "Discarding unparseable args"; we raise instead.
+    beam_logger.setLevel(logging.ERROR)
+    try:
+        known = set(options.get_all_options())
+        everything = set(options.get_all_options(retain_unknown_options=True))
+    finally:
+        beam_logger.setLevel(level)
+    return sorted(everything - known)
+
+
+def check_stage_arguments(
+    stages: Sequence[Stage], *, flag_names: Callable[[str], set[str]] = stage_flag_names
+) -> None:
+    """Checks that each command's flags are the stage's own or Beam's.
+
+    What neither takes would be dropped with a mere warning in the job's log (a typo in
+    `--extract_text_args`, say), after the stages before it have run for hours.
+
+    Raises:
+      gcloud.LaunchError: a flag neither the stage nor Beam defines; the message names it.
+    """
+    names_by_module: dict[str, set[str]] = {}
+    for stage in stages:
+        argv = stage.step.argv
+        module = argv[argv.index("-m") + 1]
+        if module not in names_by_module:
+            names_by_module[module] = flag_names(module)
+        own = names_by_module[module]
+        rest = [
+            arg
+            for arg in argv[argv.index("-m") + 2 :]
+            if arg.split("=", 1)[0].lstrip("-").removeprefix("no") not in own
+            and arg.split("=", 1)[0].lstrip("-") not in own
+        ]
+        unknown = unknown_to_beam(rest)
+        if unknown:
+            raise gcloud.LaunchError(
+                f"{stage.name}: {', '.join('--' + n for n in unknown)}: neither {module} "
+                "nor Beam has such a flag"
+            )
+
+
 def execute(
     stages: Sequence[Stage],
     *,
@@ -510,6 +586,7 @@ def main(argv: Sequence[str]) -> None:
     try:
         check_credentials()
         check_inputs(config)
+        check_stage_arguments(stages)
         ran = execute(stages, skip_done=values.skip_done)
     except gcloud.LaunchError as error:
         gcloud.exit_with_error("launch.dataflow", error)

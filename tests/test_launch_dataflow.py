@@ -199,6 +199,56 @@ def test_max_predictions_rule_is_the_stage_own():
         make_config(max_predictions_per_seq=18)
 
 
+def test_stage_flags_are_checked_against_the_stage_and_beam():
+    stage_flags = {
+        "pipeline.extract_text": {
+            "input",
+            "source",
+            "output_dir",
+            "num_shards",
+            "min_article_chars",
+            "use_multistream_index",
+        },
+        "pipeline.build_vocab": {"input", "output", "vocab_size", "do_lower_case"},
+        "pipeline.create_pretraining_data": {
+            "input_file",
+            "output_dir",
+            "vocab_file",
+            "do_lower_case",
+            "do_whole_word_mask",
+            "max_seq_length",
+            "max_predictions_per_seq",
+            "dupe_factor",
+            "num_shards",
+            "output_prefix",
+            "compression",
+        },
+    }
+    good = make_config(
+        extract_text_args=("--min_article_chars=100", "--nouse_multistream_index"),
+        # A Beam option for one stage only is fine too.
+        create_pretraining_data_args=("--compression=gzip", "--machine_type=n2-highmem-8"),
+    )
+    dataflow.check_stage_arguments(dataflow.plan(good), flag_names=stage_flags.__getitem__)
+
+    typo = make_config(extract_text_args=("--min_article_char=100",))
+    with pytest.raises(
+        gcloud.LaunchError,
+        match=(r"extract-wiki: --min_article_char: neither pipeline.extract_text nor Beam"),
+    ):
+        dataflow.check_stage_arguments(dataflow.plan(typo), flag_names=stage_flags.__getitem__)
+    # A stage without the flag the launcher needs (here the eval job's --output_prefix).
+    cpd = "pipeline.create_pretraining_data"
+    older = {**stage_flags, cpd: stage_flags[cpd] - {"output_prefix"}}
+    with pytest.raises(gcloud.LaunchError, match=r"^records-eval: --output_prefix: neither"):
+        dataflow.check_stage_arguments(dataflow.plan(good), flag_names=older.__getitem__)
+
+
+def test_stage_flag_names_reads_a_program_s_helpxml():
+    names = dataflow.stage_flag_names("launch.dataflow")
+    assert {"project", "region", "bucket", "dump", "dry_run"} <= names
+
+
 class FakeRunner:
     """Stands in for subprocess.run: records each command, fails the named stages."""
 
