@@ -333,17 +333,18 @@ class ReadWikipedia(beam.PTransform):
         read = ranges | "ReadArticlePages" >> beam.ParDo(
             _ReadArticlePagesFn(sites_by_path)
         ).with_outputs("drops", main="pages")
-        cleaned = (
-            read.pages
-            # A plain dump is one range: spread its pages so that cleaning runs in parallel.
-            | "SpreadPages" >> beam.Reshuffle()
-            | "CleanArticles"
-            >> beam.ParDo(
-                _CleanArticleFn(sites_by_path, self._config),
-                templates=beam.pvalue.AsDict(templates),
-                redirects=beam.pvalue.AsDict(redirects),
-            ).with_outputs("drops", main="documents")
-        )
+        pages = read.pages
+        if any(read_range.parts == 1 for read_range in self.ranges):
+            # A file read as one range (a plain dump) yields all its pages in one bundle: spread
+            # them so that cleaning, the slow part, runs on every worker. Multistream ranges are
+            # spread already; there the pages stay fused with their reader, and the local runner
+            # does not have to hold them all in memory.
+            pages = pages | "SpreadPages" >> beam.Reshuffle()
+        cleaned = pages | "CleanArticles" >> beam.ParDo(
+            _CleanArticleFn(sites_by_path, self._config),
+            templates=beam.pvalue.AsDict(templates),
+            redirects=beam.pvalue.AsDict(redirects),
+        ).with_outputs("drops", main="documents")
         drops = (read.drops, cleaned.drops) | "AllDrops" >> beam.Flatten()
         return cleaned.documents, drops
 

@@ -22,11 +22,9 @@ import sentencex
 
 DEFAULT_LANGUAGE = "en"
 
-# Characters that some line readers treat as line ends (Python's str.splitlines splits on all of
-# these): a sentence must stay on exactly one line of the shard, so they become spaces.
-_LINE_BREAKS = re.compile("[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
-# Any run of whitespace, including no-break and other Unicode spaces, becomes one plain space.
-_WHITESPACE = re.compile(r"\s+")
+# A sentence must stay on exactly one line of the shard, also for readers that split lines on
+# more than "\n" (Python's str.splitlines also splits on \r \v \f \x1c-\x1e \x85 \u2028
+# \u2029): every whitespace run, those included, becomes one plain space (normalize_whitespace).
 _HAS_WORD = re.compile(r"\w")
 # Abbreviations that announce a number ("approx. 500", "Vol. 12", "pp. 45", "No. 1"): sentencex
 # lists some of them for some languages only and splits after the others. A piece that starts
@@ -92,7 +90,8 @@ def language_code(language: str | None) -> str:
 
 def normalize_whitespace(text: str) -> str:
     """One line, single plain spaces, no leading or trailing space."""
-    return _WHITESPACE.sub(" ", _LINE_BREAKS.sub(" ", text)).strip()
+    # str.split() splits on every Unicode whitespace character, the line breaks above included.
+    return " ".join(text.split())
 
 
 def split_sentences(paragraph: str, *, language: str = DEFAULT_LANGUAGE) -> list[str]:

@@ -904,10 +904,15 @@ def clean_wikitext(
 
 def _strip_leftovers(paragraph: str) -> str:
     """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph."""
-    text = _LEFTOVER_TAG_RE.sub("", paragraph)
-    text = _LEFTOVER_TEMPLATE_RE.sub("", text)
-    text = _EMPTY_PARENTHESES_RE.sub("", text)
-    text = _PARENTHESIS_SEPARATOR_RE.sub("(", text)
+    text = paragraph
+    # The substitutions only where they can match: most paragraphs need none of them.
+    if "<" in text:
+        text = _LEFTOVER_TAG_RE.sub("", text)
+    if "{" in text:
+        text = _LEFTOVER_TEMPLATE_RE.sub("", text)
+    if "(" in text:
+        text = _EMPTY_PARENTHESES_RE.sub("", text)
+        text = _PARENTHESIS_SEPARATOR_RE.sub("(", text)
     text = sentences.normalize_whitespace(text)
     if (
         not text

@@ -1,0 +1,199 @@
+"""extract_text against the `wikiextractor` command: throughput and peak memory.
+
+    python benchmarks/bench_extract_text.py [--copies=8] [--processes=1,2] [--sentences]
+
+Dumps: the bundled multistream sample (1.7 MB, 206 pages, 106 pages wikiextractor keeps), and a
+larger one made by repeating its pages `--copies` times with fresh ids and titles, written as a
+real multistream dump with its index (100 pages a bz2 stream). Both tools read the same file:
+
+- wikiextractor: `python -m wikiextractor.WikiExtractor DUMP --processes P --json` (its default
+  template expansion; P extract processes, plus its reader and its output process);
+- extract_text: `python -m pipeline.extract_text --input=DUMP --direct_num_workers=P` (P Beam
+  worker processes for P > 1, in-process for P = 1; plus the launching process).
+
+Each is timed end to end as a command (Python and TensorFlow start-up included, as a user
+sees it); peak memory is the largest sum of RSS over the command's process tree, sampled every
+20 ms. MB/s is compressed dump MB per second, articles/s the articles each tool writes.
+
+`--sentences` also prints the agreement of sentencex (ours) and pysbd with the hand-checked
+sample in tests/data/extract_text/sentences_gold.txt, and their speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests/data/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2"
+GOLD = ROOT / "tests/data/extract_text/sentences_gold.txt"
+PAGES_PER_STREAM = 100
+
+
+def make_repeated_dump(copies: int, folder: Path) -> Path:
+    """Writes the sample's pages `copies` times (fresh ids and titles) as a multistream dump."""
+    xml = bz2.decompress(SAMPLE.read_bytes()).decode("utf-8")
+    first = xml.index("  <page>")
+    last = xml.rindex("</page>") + len("</page>\n")
+    header, footer = xml[:first], xml[last:]
+    pages = re.findall(r"  <page>.*?</page>\n", xml[first:last], re.DOTALL)
+    dump = folder / f"enwiki-x{copies}-multistream.xml.bz2"
+    index_lines = []
+    with dump.open("wb") as out:
+        out.write(bz2.compress(header.encode("utf-8")))
+        batch: list[str] = []
+        stream_pages: list[tuple[int, str]] = []
+
+        def flush(final: bool) -> None:
+            offset = out.tell()
+            text = "".join(batch) + (footer if final else "")
+            out.write(bz2.compress(text.encode("utf-8")))
+            index_lines.extend(f"{offset}:{pid}:{title}" for pid, title in stream_pages)
+            batch.clear()
+            stream_pages.clear()
+
+        for copy in range(copies):
+            for page in pages:
+                title = re.search(r"<title>(.*?)</title>", page).group(1)
+                new_title = title if copy == 0 else f"{title} {copy}"
+                page_id = int(re.search(r"<id>(\d+)</id>", page).group(1)) + copy * 10_000_000
+                page = page.replace(f"<title>{title}</title>", f"<title>{new_title}</title>", 1)
+                page = re.sub(r"<id>\d+</id>", f"<id>{page_id}</id>", page, count=1)
+                batch.append(page)
+                stream_pages.append((page_id, new_title))
+                if len(batch) == PAGES_PER_STREAM:
+                    flush(final=False)
+        flush(final=True)
+    index = folder / f"enwiki-x{copies}-multistream-index.txt.bz2"
+    index.write_bytes(bz2.compress(("\n".join(index_lines) + "\n").encode("utf-8")))
+    return dump
+
+
+def run_measured(command: list[str]) -> tuple[float, float]:
+    """Runs a command; returns (wall seconds, peak RSS MiB of its process tree)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    # The log goes to a file: a pipe nobody reads until the end could fill up and block.
+    with tempfile.TemporaryFile() as log:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=ROOT
+        )
+        root = psutil.Process(process.pid)
+        peak = 0
+        while process.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        wall = time.monotonic() - started
+        log.seek(0)
+        stderr = log.read().decode("utf-8", "replace")
+    if process.returncode:
+        raise RuntimeError(f"{command[:3]} failed:\n{stderr[-3000:]}")
+    return wall, peak / 2**20
+
+
+def wikiextractor(dump: Path, processes: int, out: Path) -> tuple[float, float, int]:
+    wall, peak = run_measured(
+        [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", str(out)]
+        + ["--json", "--quiet", "--processes", str(processes)]
+    )
+    articles = sum(1 for file in out.rglob("wiki_*") for _ in file.open(encoding="utf-8"))
+    return wall, peak, articles
+
+
+def extract_text(dump: Path, processes: int, out: Path) -> tuple[float, float, int]:
+    wall, peak = run_measured(
+        [sys.executable, "-m", "pipeline.extract_text", f"--input={dump}", f"--output_dir={out}"]
+        + ["--num_shards=4", "--range_mb=0.25", f"--direct_num_workers={processes}"]
+        + ["--verbosity=-1"]
+    )
+    counts = json.loads((out / "metadata.json").read_text())["counts"]
+    return wall, peak, counts["documents"]
+
+
+def bench_dumps(copies: int, process_counts: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        dumps = [SAMPLE, make_repeated_dump(copies, Path(folder))]
+        print(
+            f"{'dump':<34}{'tool':<14}{'P':>3}{'wall s':>9}{'MB/s':>8}{'articles':>10}"
+            f"{'art/s':>8}{'peak MiB':>10}"
+        )
+        for dump in dumps:
+            megabytes = dump.stat().st_size / 1e6
+            for processes in process_counts:
+                for name, tool in (
+                    ("wikiextractor", wikiextractor),
+                    ("extract_text", extract_text),
+                ):
+                    out = Path(folder) / f"{name}-{dump.stem}-{processes}"
+                    wall, peak, articles = tool(dump, processes, out)
+                    print(
+                        f"{dump.name[:33]:<34}{name:<14}{processes:>3}{wall:>9.1f}"
+                        f"{megabytes / wall:>8.2f}{articles:>10}{articles / wall:>8.1f}{peak:>10.0f}",
+                        flush=True,
+                    )
+
+
+def bench_sentences() -> None:
+    import pysbd
+
+    from pipeline import sentences
+
+    blocks = sentences.parse_gold_sample(GOLD.read_text(encoding="utf-8"))
+
+    def pysbd_segment(paragraph: str, language: str) -> list[str]:
+        try:
+            segmenter = pysbd.Segmenter(language=language, clean=False)
+        except ValueError:  # a language pysbd does not know
+            segmenter = pysbd.Segmenter(language="en", clean=False)
+        return segmenter.segment(paragraph)
+
+    text = " ".join(" ".join(gold) for _, gold in blocks if _ == "en") * 20
+    print(
+        f"\n{'segmenter':<12}{'F1':>7}{'precision':>11}{'recall':>8}{'exact ¶':>9}{'MB/s (en)':>11}"
+    )
+    for name, segment in (
+        ("sentencex", lambda p, lang: sentences.split_sentences(p, language=lang)),
+        ("pysbd", pysbd_segment),
+    ):
+        scores = sentences.agreement(blocks, segment)
+        started = time.monotonic()
+        segment(text, "en")
+        speed = len(text.encode()) / 1e6 / (time.monotonic() - started)
+        print(
+            f"{name:<12}{scores['f1']:>7.3f}{scores['precision']:>11.3f}{scores['recall']:>8.3f}"
+            f"{scores['paragraphs_exact']:>9.3f}{speed:>11.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--copies", type=int, default=8, help="repeats in the larger dump")
+    parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
+    parser.add_argument("--sentences", action="store_true", help="also compare segmenters")
+    args = parser.parse_args()
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    bench_dumps(args.copies, [int(p) for p in args.processes.split(",")])
+    if args.sentences:
+        bench_sentences()
+
+
+if __name__ == "__main__":
+    main()
