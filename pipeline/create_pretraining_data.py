@@ -49,6 +49,7 @@ from absl import app, flags
 from pipeline import (
     beam_options,
     document_reader,
+    example_encoding,
     masking,
     metadata,
     pretraining_instances,
@@ -293,8 +294,6 @@ class WriteParts(beam.DoFn):
         self._scratch_dir = scratch_dir
 
     def process(self, element, offsets, bucket_counts):
-        from pipeline import schema
-
         bucket, encoded = element
         config = self._config
         num_shards = config.num_shards
@@ -323,16 +322,17 @@ class WriteParts(beam.DoFn):
             )
             for batch in batches:
                 batch.add_statistics(counts)
-                for row in range(len(batch)):
-                    if made >= expected:
-                        raise RuntimeError(f"bucket {bucket}: more instances than counted")
-                    shard = int(shards[made])
-                    made += 1
+                if made + len(batch) > expected:
+                    raise RuntimeError(f"bucket {bucket}: more instances than counted")
+                records = example_encoding.serialize_batch(batch.all_features())
+                shard_of_row = shards[made : made + len(batch)].tolist()
+                for shard, record in zip(shard_of_row, records, strict=True):
                     writer = writers.get(shard)
                     if writer is None:
                         path = storage.join(self._scratch_dir, f"part-{bucket:05d}-{shard:05d}")
                         writer = writers[shard] = record_files.PartWriter(path)
-                    writer.write(schema.serialize(batch.features(row)))
+                    writer.write(record)
+                made += len(batch)
             if made != expected:
                 raise RuntimeError(f"bucket {bucket}: made {made} instances, counted {expected}")
             for writer in writers.values():

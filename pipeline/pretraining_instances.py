@@ -16,8 +16,9 @@ token strings, with its known faults fixed (each marked FIX below):
 FIX (labels): the reference forces "random next" whenever a chunk has a single sentence (a
 long sentence, or a document's last), which gives ~56% random labels instead of 50%. Here the
 coin is always tossed; an "actually next" single-sentence chunk takes the document's next
-sentence as B, or, at the document's end, pairs the previous sentence with it; a document of
-one sentence only can have no "actually next" pair, and that instance is skipped (counted).
+sentence as B, or, at the document's end, becomes B after as many of the sentences before it
+as the target length needs; a document of one sentence only can have no "actually next" pair,
+and that instance is skipped (counted).
 FIX (random B): the reference retries 10 times to avoid the current document and then takes it
 anyway; here B is drawn from the other documents of the bucket, never the same one. A bucket
 with a single document cannot give a random B: the instance is skipped (counted).
@@ -309,8 +310,12 @@ def create_segments(
                 i += 1
                 segment = (a_start, a_end, a_end, offsets[i + 1])
             elif i >= 1:
-                # FIX: a document's lone last sentence; pair it with the one before it.
-                segment = (offsets[i - 1], offsets[i], offsets[i], offsets[i + 1])
+                # FIX: a document's lone last sentence is B; A is the sentences before it, as
+                # many as the target needs (so the instance is as full as a random-B one).
+                first = i - 1
+                while first > 0 and offsets[i + 1] - offsets[first] < target_seq_length:
+                    first -= 1
+                segment = (offsets[first], offsets[i], offsets[i], offsets[i + 1])
             else:
                 counts.skipped_single_sentence_document += 1
             if segment is not None:
@@ -458,6 +463,10 @@ class InstanceBatch:
     def features(self, row: int) -> dict[str, np.ndarray]:
         """One instance's features by schema name."""
         return {name: getattr(self, name)[row] for name in schema.FEATURE_NAMES}
+
+    def all_features(self) -> dict[str, np.ndarray]:
+        """Every instance's features by schema name, [batch, length] each."""
+        return {name: getattr(self, name) for name in schema.FEATURE_NAMES}
 
     def add_statistics(self, counts: Counter) -> None:
         """Adds this batch's token and masking counts to `counts`."""
