@@ -124,6 +124,8 @@ def atomic_open(path: str, mode: str = "wb") -> Iterator:
     temporary = join(folder, f".{name}.tmp-{uuid.uuid4().hex}")
     try:
         with open_file(temporary, mode) as f:
+            # GFile creates nothing until the first write: an empty output must still exist.
+            f.write(b"" if "b" in mode else "")
             yield f
         tf.io.gfile.rename(temporary, path, overwrite=True)
     finally:
