@@ -195,8 +195,9 @@ class PretrainingConfig:
     max_consecutive_non_finite_steps: int = 50
     # Train the next-sentence head too (BERT); False trains masked LM only (RoBERTa-style).
     nsp: bool = True
-    # Compile the train and eval steps with XLA.
-    jit_compile: bool = True
+    # Compile the train and eval steps with XLA; None: on TPUs and GPUs, off on CPUs (where
+    # TensorFlow's oneDNN kernels are faster than XLA's CPU backend).
+    jit_compile: bool | None = None
     # "auto", "tpu", "mirrored", "multi_worker" or "one_device".
     strategy: str = "auto"
     # TPU name, "local" on a TPU VM, or grpc:// address; set --strategy=tpu when given.
@@ -211,6 +212,9 @@ class PretrainingConfig:
     max_eval_steps: int = 100
     do_train: bool = True
     do_eval: bool = False
+    # Peak TFLOP/s of one device for the MFU scalar; 0 looks the GPU up in a table of known
+    # parts (dense bf16/fp16 peak) and logs no MFU where the device is unknown (CPUs, TPUs).
+    peak_tflops_per_device: float = 0.0
     # Shuffle buffer of records per host; files are shuffled too.
     shuffle_buffer_size: int = 10_000
     # Seeds the file and record shuffle and the dropout masks.

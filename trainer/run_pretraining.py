@@ -1,0 +1,116 @@
+r"""Pretrains BERT (masked LM + next sentence) on TFRecords from create_pretraining_data.
+
+  python -m trainer.run_pretraining \
+      --input_file='data/records/train/*.tfrecord' \
+      --eval_input_file='data/records/eval/*.tfrecord' \
+      --output_dir=data/model --model_size=tiny \
+      --train_batch_size=32 --num_train_steps=300 --num_warmup_steps=30 \
+      --learning_rate=1e-3 --do_train --do_eval
+
+On a TPU: `--tpu=<name>` (or `local` on a TPU VM, or grpc://host:8470) and
+`--mixed_precision=bf16`; on several GPUs `--strategy=mirrored`. See docs/trainer.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from absl import app, flags, logging
+
+from pipeline import metadata, storage
+from trainer import config as config_lib
+from trainer import distribution, training_loop
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("input_file", None, "Comma-separated globs of training TFRecords.")
+flags.DEFINE_string("eval_input_file", "", "Comma-separated globs of eval TFRecords.")
+flags.DEFINE_string("output_dir", None, "Checkpoints, TensorBoard events and eval results.")
+flags.DEFINE_string("bert_config_file", "", "A bert_config.json in Google's format.")
+flags.DEFINE_enum(
+    "model_size", "base", config_lib.MODEL_SIZES, "Model size when no --bert_config_file."
+)
+flags.DEFINE_integer(
+    "vocab_size",
+    None,
+    "Vocab size for --model_size; default: metadata.json beside the records, else 30522.",
+)
+flags.DEFINE_string("init_checkpoint", "", "Checkpoint to take the initial weights from.")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per sequence in the records.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
+flags.DEFINE_integer("train_batch_size", 32, "Global batch per optimiser update.")
+flags.DEFINE_integer("eval_batch_size", 8, "Global eval batch.")
+flags.DEFINE_integer("num_train_steps", 100_000, "Optimiser updates.")
+flags.DEFINE_integer("num_warmup_steps", 10_000, "Linear warmup steps.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_enum("optimizer", "adamw", config_lib.OPTIMIZERS, "Optimiser.")
+flags.DEFINE_float("weight_decay_rate", 0.01, "Decoupled weight decay (not LayerNorm/bias).")
+flags.DEFINE_float("clip_norm", 1.0, "Global gradient-norm clip; 0 disables.")
+flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per update.")
+flags.DEFINE_enum("mixed_precision", "fp32", config_lib.MIXED_PRECISIONS, "Precision.")
+flags.DEFINE_bool("nsp", True, "Train the next-sentence head; false: masked LM only.")
+flags.DEFINE_bool(
+    "jit_compile", None, "Compile the steps with XLA; default: on for TPUs and GPUs, off on CPUs."
+)
+flags.DEFINE_enum("strategy", "auto", config_lib.STRATEGIES, "Distribution strategy.")
+flags.DEFINE_string("tpu", "", "TPU name, 'local' on a TPU VM, or grpc://host:8470.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint every N steps.")
+flags.DEFINE_integer("keep_checkpoint_max", 5, "Checkpoints kept.")
+flags.DEFINE_integer("steps_per_loop", 100, "Steps per compiled loop call (log interval).")
+flags.DEFINE_integer("max_eval_steps", 100, "Eval batches at most.")
+flags.DEFINE_bool("do_train", True, "Train.")
+flags.DEFINE_bool("do_eval", False, "Evaluate on --eval_input_file after training.")
+flags.DEFINE_float("peak_tflops_per_device", 0.0, "Device peak for MFU; 0: GPU table lookup.")
+flags.DEFINE_integer("shuffle_buffer_size", 10_000, "Records in the shuffle buffer.")
+flags.DEFINE_integer("seed", 12345, "Seeds shuffling, initialisation and dropout.")
+
+
+def _records_vocab_size(patterns: str) -> int | None:
+    """vocab_size from the metadata.json beside the first matched records, if any."""
+    for pattern in storage.split_patterns(patterns):
+        folder = pattern.rstrip("/").rsplit("/", 1)[0] if "/" in pattern else "."
+        record = metadata.read(folder)
+        if record and record.get("vocab_size"):
+            return int(record["vocab_size"])
+    return None
+
+
+def _bert_config() -> config_lib.BertConfig:
+    if FLAGS.bert_config_file:
+        return config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
+    vocab_size = FLAGS.vocab_size or _records_vocab_size(FLAGS.input_file or "") or 30522
+    return config_lib.model_config(FLAGS.model_size, vocab_size=vocab_size)
+
+
+def config_from_flags() -> config_lib.PretrainingConfig:
+    """The run's PretrainingConfig from the parsed flags."""
+    values = {
+        field.name: FLAGS[field.name].value
+        for field in dataclasses.fields(config_lib.PretrainingConfig)
+        if field.name in FLAGS and field.name != "bert"
+    }
+    values = {
+        name: ("" if value is None and name != "jit_compile" else value)
+        for name, value in values.items()
+    }
+    if FLAGS.tpu and FLAGS.strategy == "auto":
+        values["strategy"] = "tpu"
+    return config_lib.PretrainingConfig(bert=_bert_config(), **values)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        config = config_from_flags()
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error)) from error
+    strategy = distribution.get_strategy(config.strategy, tpu=config.tpu)
+    metrics = training_loop.run(config, strategy=strategy)
+    logging.info("done: %s", json.dumps(metrics, sort_keys=True))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["output_dir"])
+    app.run(main)
