@@ -63,5 +63,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# The whole chain on the bundled sample: shards -> vocab -> records -> BERT-tiny -> eval,
+# a summary and data/demo/curves.png (launch/demo.py; ~10 min on 2 CPU cores).
+DEMO_DIR ?= data/demo
 demo: install
-	@echo "make demo: not yet wired. Stages still missing: extract_text, build_vocab, create_pretraining_data, run_pretraining."; exit 1
+	$(PY) -m launch.demo --output_dir='$(DEMO_DIR)'

@@ -1,0 +1,300 @@
+"""`make demo`: the bundled Wikipedia sample and books to a trained BERT-tiny, on one CPU machine.
+
+Runs the five commands a user would run, each as its own process and printed before it runs, so
+the demo doubles as a worked example:
+
+  extract_text (wikipedia) ─┐
+  extract_text (books) ─────┴─► build_vocab ─► create_pretraining_data (train, eval) ─►
+  run_pretraining (train + eval)
+
+then prints a summary (documents, instances, steps, final eval accuracies, where the TensorBoard
+logs are) and draws the loss and accuracy curves into `<output_dir>/curves.png`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from absl import app, flags, logging
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_DATA = _PROJECT_ROOT / "tests" / "data"
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs on and how long it trains; defaults fit 10 minutes on 2 CPU cores."""
+
+    output_dir: str = "data/demo"
+    # The bundled real samples (tests/data/README.md says where they come from).
+    wiki_input: str = str(_DATA / "wikipedia" / "enwiki-articles1-shortened-multistream.xml.bz2")
+    books_input: str = str(_DATA / "books" / "*.txt")
+    # ~10% of the articles go to eval, so the eval split is large enough to mean something;
+    # books all train (three books give too few documents to split).
+    wiki_eval_fraction: float = 0.1
+    vocab_size: int = 8000  # a 30k vocab is mostly unused on 3 MB of text
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    dupe_factor: int = 3  # masks per document; Google's default is 10
+    model_size: str = "tiny"  # 2 layers, hidden 128 (Turc et al. 2019)
+    num_train_steps: int = 400
+    num_warmup_steps: int = 40
+    train_batch_size: int = 32
+    learning_rate: float = 1e-3  # BERT-tiny tolerates, and needs, a high rate
+    steps_per_loop: int = 50
+
+
+def stage_commands(config: DemoConfig) -> list[tuple[str, list[str]]]:
+    """The demo's commands, in order, as (stage name, argv) pairs."""
+    out = Path(config.output_dir)
+    wiki, books = out / "shards" / "wiki", out / "shards" / "books"
+    vocab = out / "vocab.txt"
+    python = sys.executable
+    record_flags = [
+        f"--vocab_file={vocab}",
+        "--do_lower_case",
+        f"--max_seq_length={config.max_seq_length}",
+        f"--max_predictions_per_seq={config.max_predictions_per_seq}",
+        f"--dupe_factor={config.dupe_factor}",
+    ]
+    return [
+        (
+            "extract wikipedia",
+            [
+                *(python, "-m", "pipeline.extract_text", "--source=wikipedia"),
+                f"--input={config.wiki_input}",
+                f"--output_dir={wiki}",
+                "--num_shards=2",
+                f"--eval_fraction={config.wiki_eval_fraction}",
+            ],
+        ),
+        (
+            "extract books",
+            [
+                *(python, "-m", "pipeline.extract_text", "--source=books"),
+                f"--input={config.books_input}",
+                f"--output_dir={books}",
+                "--num_shards=2",
+                "--eval_fraction=0",
+            ],
+        ),
+        (
+            "learn vocab",
+            [
+                *(python, "-m", "pipeline.build_vocab"),
+                f"--input={wiki}/train-*.txt,{books}/train-*.txt",
+                f"--output={vocab}",
+                f"--vocab_size={config.vocab_size}",
+                "--do_lower_case",
+            ],
+        ),
+        (
+            "train records",
+            [
+                *(python, "-m", "pipeline.create_pretraining_data"),
+                f"--input_file={wiki}/train-*.txt,{books}/train-*.txt",
+                f"--output_dir={out}/records/train",
+                "--num_shards=4",
+                *record_flags,
+            ],
+        ),
+        (
+            "eval records",
+            [
+                *(python, "-m", "pipeline.create_pretraining_data"),
+                f"--input_file={wiki}/eval-*.txt",
+                f"--output_dir={out}/records/eval",
+                "--output_prefix=eval",
+                "--num_shards=1",
+                *record_flags,
+            ],
+        ),
+        (
+            "train BERT",
+            [
+                *(python, "-m", "trainer.run_pretraining"),
+                f"--input_file={out}/records/train/*.tfrecord",
+                f"--eval_input_file={out}/records/eval/*.tfrecord",
+                f"--output_dir={out}/model",
+                f"--model_size={config.model_size}",
+                f"--max_seq_length={config.max_seq_length}",
+                f"--max_predictions_per_seq={config.max_predictions_per_seq}",
+                f"--train_batch_size={config.train_batch_size}",
+                "--eval_batch_size=32",
+                f"--num_train_steps={config.num_train_steps}",
+                f"--num_warmup_steps={config.num_warmup_steps}",
+                f"--learning_rate={config.learning_rate}",
+                f"--steps_per_loop={config.steps_per_loop}",
+                f"--save_checkpoints_steps={config.num_train_steps}",
+                "--do_train",
+                "--do_eval",
+            ],
+        ),
+    ]
+
+
+def read_eval_results(path: Path) -> dict[str, float]:
+    """Parses `eval_results.txt` (`name = value` lines, as google-research/bert writes it)."""
+    results = {}
+    for line in path.read_text().splitlines():
+        for separator in ("=", ":"):
+            if separator in line:
+                name, value = (part.strip() for part in line.split(separator, 1))
+                with contextlib.suppress(ValueError):  # a text line, not a figure
+                    results[name] = float(value)
+                break
+    return results
+
+
+def read_scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in a TensorBoard event folder, by tag, as sorted (step, value) pairs."""
+    import tensorflow as tf
+
+    series: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(event_dir.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.HasField("tensor"):
+                    number = float(tf.make_ndarray(value.tensor))
+                elif value.HasField("simple_value"):
+                    number = float(value.simple_value)
+                else:
+                    continue
+                series.setdefault(value.tag, []).append((int(event.step), number))
+    return {tag: sorted(points) for tag, points in series.items()}
+
+
+def plot_curves(model_dir: Path, png: Path) -> Path:
+    """Draws train/eval loss and accuracy curves from the TensorBoard events into `png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen needed
+    import matplotlib.pyplot as plt
+
+    train = read_scalars(model_dir / "train")
+    evaluation = read_scalars(model_dir / "eval") if (model_dir / "eval").is_dir() else {}
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for tag in ("loss", "mlm_loss", "nsp_loss"):
+        if tag in train:
+            steps, values = zip(*train[tag], strict=True)
+            loss_axes.plot(steps, values, label=f"train {tag}")
+    for tag in ("masked_lm_accuracy", "next_sentence_accuracy"):
+        if tag in train:
+            steps, values = zip(*train[tag], strict=True)
+            accuracy_axes.plot(steps, values, label=f"train {tag}")
+        if tag in evaluation:
+            steps, values = zip(*evaluation[tag], strict=True)
+            accuracy_axes.plot(steps, values, "o", label=f"eval {tag}")
+    loss_axes.set(title="loss", xlabel="step")
+    accuracy_axes.set(title="accuracy", xlabel="step", ylim=(0, 1))
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(png, dpi=100)
+    plt.close(figure)
+    return png
+
+
+def _counts(folder: Path) -> dict:
+    metadata = folder / "metadata.json"
+    return json.loads(metadata.read_text()).get("counts", {}) if metadata.exists() else {}
+
+
+def summarize(config: DemoConfig, seconds: dict[str, float]) -> str:
+    """The closing summary: what went in, what came out, how well it learned."""
+    out = Path(config.output_dir)
+    wiki = _counts(out / "shards" / "wiki")
+    books = _counts(out / "shards" / "books")
+    train_records = _counts(out / "records" / "train")
+    eval_records = _counts(out / "records" / "eval")
+    eval_path = out / "model" / "eval_results.txt"
+    results = read_eval_results(eval_path) if eval_path.exists() else {}
+
+    def count(counts: dict, *names: str) -> str:
+        for name in names:
+            if name in counts:
+                return f"{counts[name]:,}"
+        return "?"
+
+    lines = [
+        "",
+        "Demo finished.",
+        f"  documents     {count(wiki, 'documents')} Wikipedia articles, "
+        f"{count(books, 'documents')} books",
+        f"  instances     {count(train_records, 'instances')} train, "
+        f"{count(eval_records, 'instances')} eval (seq {config.max_seq_length})",
+        f"  vocab         {config.vocab_size:,} WordPiece tokens learned from the shards",
+        f"  training      BERT-{config.model_size}, {config.num_train_steps} steps of "
+        f"{config.train_batch_size} sequences",
+    ]
+    for name in ("masked_lm_accuracy", "next_sentence_accuracy", "masked_lm_loss", "mlm_loss"):
+        if name in results:
+            lines.append(f"  eval {name:<22} {results[name]:.4f}")
+    lines += [
+        "  time          "
+        + ", ".join(f"{stage} {secs:.0f}s" for stage, secs in seconds.items())
+        + f"; total {sum(seconds.values()):.0f}s",
+        f"  TensorBoard   make tensorboard  (or: tensorboard --logdir {out / 'model'})",
+        f"  curves        {out / 'curves.png'}",
+    ]
+    return "\n".join(lines)
+
+
+def run_demo(config: DemoConfig) -> dict[str, float]:
+    """Runs every stage in order; stops at the first that fails. Returns seconds per stage."""
+    out = Path(config.output_dir)
+    if out.exists():
+        shutil.rmtree(out)  # a demo always starts from the raw data
+    out.mkdir(parents=True)
+    seconds: dict[str, float] = {}
+    environment = dict(os.environ, PYTHONPATH=str(_PROJECT_ROOT))
+    for number, (stage, argv) in enumerate(stage_commands(config), start=1):
+        shown = shlex.join([Path(argv[0]).name, *argv[1:]])
+        print(f"\n=== [{number}/6] {stage}\n$ {shown}", flush=True)
+        start = time.monotonic()
+        completed = subprocess.run(argv, cwd=_PROJECT_ROOT, env=environment)
+        seconds[stage] = time.monotonic() - start
+        if completed.returncode != 0:
+            raise SystemExit(f"demo stopped: stage '{stage}' failed (exit {completed.returncode})")
+    return seconds
+
+
+_DEFAULTS = DemoConfig()
+flags.DEFINE_string("output_dir", _DEFAULTS.output_dir, "Where everything goes; wiped first.")
+flags.DEFINE_integer("num_train_steps", _DEFAULTS.num_train_steps, "Training steps.")
+flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor, "Masked copies of each document.")
+flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "WordPiece vocab size to learn.")
+flags.DEFINE_string("books_input", _DEFAULTS.books_input, "Glob of book .txt files.")
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    config = dataclasses.replace(
+        _DEFAULTS,
+        output_dir=flags.FLAGS.output_dir,
+        num_train_steps=flags.FLAGS.num_train_steps,
+        num_warmup_steps=max(1, flags.FLAGS.num_train_steps // 10),
+        dupe_factor=flags.FLAGS.dupe_factor,
+        vocab_size=flags.FLAGS.vocab_size,
+        books_input=flags.FLAGS.books_input,
+    )
+    logging.info("demo config: %s", config)
+    seconds = run_demo(config)
+    png = plot_curves(Path(config.output_dir) / "model", Path(config.output_dir) / "curves.png")
+    print(summarize(config, seconds))
+    logging.info("curves written to %s", png)
+
+
+if __name__ == "__main__":
+    app.run(main)
