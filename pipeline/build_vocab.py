@@ -1,0 +1,576 @@
+"""Learns a WordPiece (or sentencepiece) vocab from text shards: a Beam job.
+
+  python -m pipeline.build_vocab --input='data/wiki-shards/train-*.txt' \\
+      --output=data/vocab.txt --vocab_size=30522 --do_lower_case --algorithm=wordpiece
+
+WordPiece (the default):
+  1. every shard is read by one worker, which splits its lines into words with BERT's basic
+     tokenizer (the same rules `tokenizer.BertTokenizer` applies later) and counts them;
+  2. the per-shard counts are summed by word with a combiner (`CombinePerKey`), so no worker ever
+     sorts or holds the corpus, only its table of distinct words;
+  3. tensorflow-text's learner picks its input from the table (words of at most 50 characters
+     made of the 1,000 most frequent characters, the 5M most frequent of them), also in Beam;
+  4. one worker learns the vocab from those counts (`tokenizer.vocab_learning`: the same vocab
+     as tensorflow-text's `bert_vocab_from_dataset`, much faster) and writes it in BERT's
+     layout: [PAD], [unused0..98], [UNK], [CLS], [SEP], [MASK], the characters, then the pieces
+     by frequency; exactly --vocab_size lines.
+
+Sentencepiece (`--algorithm=sentencepiece`, ALBERT style): a deterministic sample of at most
+`--sentencepiece_sentences` lines (the lines with the smallest hashes) trains a unigram model on
+BERT-pre-tokenized text; it is written as `<output stem>.model`, and its pieces are written as a
+WordPiece-format vocab ("▁word" -> "word", "iece" -> "##iece") that `tokenizer.BertTokenizer` and
+the rest of the pipeline read like any other.
+
+Both write the vocab atomically, then `metadata.json` beside it, last. The same inputs and flags
+give a byte-identical vocab on any runner with any number of workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import app, flags
+
+from pipeline import beam_options, metadata, storage
+from tokenizer import basic_tokenization, vocab
+from tokenizer.vocab_learning import LearnParams
+
+COMMAND = "pipeline.build_vocab"
+ALGORITHMS = ("wordpiece", "sentencepiece")
+_METRICS_NAMESPACE = "build_vocab"
+_READ_CHUNK_BYTES = 8 << 20
+_LOG_EVERY_LINES = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildVocabConfig:
+    """What `build_pipeline` learns, and how."""
+
+    vocab_size: int = 30522  # lines in the vocab file, special tokens included (BERT-base's)
+    do_lower_case: bool = True  # lower-case and strip accents before counting (uncased vocab)
+    algorithm: str = "wordpiece"  # "wordpiece" (tensorflow-text's learner) or "sentencepiece"
+    num_unused: int = vocab.DEFAULT_NUM_UNUSED  # [unusedN] after [PAD]: [UNK]=100 as in BERT
+    learn_params: LearnParams = LearnParams()  # tensorflow-text's learner settings (its defaults)
+    sentencepiece_sentences: int = 1_000_000  # most lines sentencepiece trains on (a sample)
+    sentencepiece_character_coverage: float = 0.9995  # rarer characters become [UNK]
+    sentencepiece_threads: int = 1  # >1 is faster but sentencepiece is then not deterministic
+
+    def __post_init__(self):
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        minimum = len(vocab.special_prefix(num_unused=self.num_unused)) + 1
+        if self.vocab_size < minimum:
+            raise ValueError(f"vocab_size must be at least {minimum}, got {self.vocab_size}")
+        if self.sentencepiece_sentences < 1:
+            raise ValueError("sentencepiece_sentences must be positive")
+
+    @property
+    def reserved_tokens(self) -> list[str]:
+        return vocab.special_prefix(num_unused=self.num_unused)
+
+
+# --- Reading and counting ------------------------------------------------------------------------
+
+
+def read_lines(path: str) -> Iterator[tuple[str, bool]]:
+    """The lines of a text shard, without line ends, with whether each was valid UTF-8.
+
+    Bad bytes become U+FFFD, which BERT's cleaning deletes (Google's tokenizer ignores them).
+
+    Raises:
+      OSError: the file cannot be read; the message names it.
+    """
+    rest = b""
+    for chunk in _chunks(path):
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for raw in lines:
+            yield _decode(raw)
+    if rest:
+        yield _decode(rest)
+
+
+def _chunks(path: str) -> Iterator[bytes]:
+    try:
+        f = storage.open_file(path, "rb")
+    except (OSError, tf.errors.OpError) as error:
+        raise OSError(f"cannot read text shard {path}: {error}") from error
+    with f:
+        while True:
+            try:
+                chunk = f.read(_READ_CHUNK_BYTES)
+            except (OSError, tf.errors.OpError) as error:
+                raise OSError(f"cannot read text shard {path}: {error}") from error
+            if not chunk:
+                return
+            yield chunk
+
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    try:
+        return raw.decode("utf-8").rstrip("\r"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace").rstrip("\r"), False
+
+
+class CountWordsInFile(beam.DoFn):
+    """A text shard -> (word, count) for each distinct word in it (BERT's basic tokenization)."""
+
+    def __init__(self, *, do_lower_case: bool):
+        self._do_lower_case = do_lower_case
+        self._files = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "files")
+        self._lines = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "lines")
+        self._words = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "words")
+        self._invalid = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "invalid_utf8_lines")
+
+    def setup(self):
+        basic_tokenization.character_classes()  # once per worker, not inside the first bundle
+
+    def process(self, path: str) -> Iterator[tuple[str, int]]:
+        counts: Counter[str] = Counter()
+        num_lines = num_invalid = 0
+        for line, valid in read_lines(path):
+            num_lines += 1
+            num_invalid += not valid
+            counts.update(basic_tokenization.split_words(line, do_lower_case=self._do_lower_case))
+            if num_lines % _LOG_EVERY_LINES == 0:
+                logging.info("%s: %d lines counted", path, num_lines)
+        self._files.inc()
+        self._lines.inc(num_lines)
+        self._invalid.inc(num_invalid)
+        self._words.inc(sum(counts.values()))
+        logging.info("%s: %d lines, %d distinct words", path, num_lines, len(counts))
+        yield from counts.items()
+
+
+class CountWords(beam.PTransform):
+    """Paths of text shards -> (word, count) over all of them, one element per distinct word."""
+
+    def __init__(self, *, do_lower_case: bool):
+        super().__init__()
+        self._do_lower_case = do_lower_case
+
+    def expand(self, paths):
+        return (
+            paths
+            # One shard per element; the reshuffle spreads shards over workers.
+            | "SpreadShards" >> beam.Reshuffle()
+            | "CountPerShard" >> beam.ParDo(CountWordsInFile(do_lower_case=self._do_lower_case))
+            | "SumPerWord" >> beam.CombinePerKey(sum)
+        )
+
+
+# --- tensorflow-text's input selection, over the whole count table --------------------------------
+
+
+class _MinMax(beam.CombineFn):
+    """(smallest, largest) of the values; None for none."""
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, accumulator, value):
+        if accumulator is None:
+            return (value, value)
+        return (min(accumulator[0], value), max(accumulator[1], value))
+
+    def merge_accumulators(self, accumulators):
+        result = None
+        for accumulator in accumulators:
+            if accumulator is not None:
+                result = self.add_input(result, accumulator[0])
+                result = self.add_input(result, accumulator[1])
+        return result
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+@functools.total_ordering
+class _Descending:
+    """Wraps a value so that it sorts in reverse: a larger word ranks lower."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+    def __lt__(self, other):
+        return self.value > other.value
+
+    def __hash__(self):
+        return hash(self.value)
+
+
+def _word_rank(word_count: tuple[str, int]):
+    # Top.Of keeps the largest: most frequent first, ties by word (as vocab_learning.rank_words).
+    return (word_count[1], _Descending(word_count[0]))
+
+
+class SelectLearnerInput(beam.PTransform):
+    """(word, count) table -> one element: (selected (word, count) list, search bounds).
+
+    tensorflow-text's `learn()` preprocessing, distributed: words longer than
+    `max_token_length` or equal to a reserved token are dropped, so are words with a character
+    outside the `max_unique_chars` most frequent ones, and the `max_input_tokens` most frequent
+    words are kept.
+    """
+
+    def __init__(self, *, params: LearnParams, reserved_tokens: Sequence[str]):
+        super().__init__()
+        self._params = params
+        self._reserved = frozenset(reserved_tokens)
+
+    def expand(self, word_counts):
+        params, reserved = self._params, self._reserved
+        from tokenizer import vocab_learning
+
+        bounds = (
+            word_counts
+            | "Counts" >> beam.Values()
+            | "MinMaxCount" >> beam.CombineGlobally(_MinMax())
+        )
+        candidates = word_counts | "Candidates" >> beam.Filter(
+            lambda wc: vocab_learning.is_candidate_word(
+                wc[0], reserved_tokens=reserved, params=params
+            )
+        )
+        allowed_chars = (
+            candidates
+            | "CharOccurrences" >> beam.FlatMap(lambda wc: ((char, wc[1]) for char in wc[0]))
+            | "SumPerChar" >> beam.CombinePerKey(sum)
+            | "AllChars" >> beam.combiners.ToList()
+            | "TopChars"
+            >> beam.Map(lambda pairs: vocab_learning.allowed_characters(dict(pairs), params))
+        )
+        allowed_words = candidates | "AllowedChars" >> beam.Filter(
+            lambda wc, allowed: all(char in allowed for char in wc[0]),
+            allowed=beam.pvalue.AsSingleton(allowed_chars),
+        )
+        if params.max_input_tokens in (None, -1):
+            selected = allowed_words | "AllWords" >> beam.combiners.ToList()
+        else:
+            selected = allowed_words | "MostFrequent" >> beam.combiners.Top.Of(
+                params.max_input_tokens, key=_word_rank
+            )
+        return selected | "WithBounds" >> beam.Map(
+            _with_bounds, bounds=beam.pvalue.AsSingleton(bounds), params=params
+        )
+
+
+def _with_bounds(selected, bounds, params):
+    from tokenizer import vocab_learning
+
+    if not selected or bounds is None:
+        raise ValueError("no words to learn a vocab from: the corpus is empty")
+    return vocab_learning.rank_words(selected), vocab_learning.search_bounds(*bounds, params)
+
+
+def learn_wordpiece_vocab(selected_and_bounds, *, config: BuildVocabConfig) -> list[str]:
+    """The learner's input -> exactly `config.vocab_size` tokens in BERT's layout."""
+    from tokenizer import vocab_learning
+
+    selected, bounds = selected_and_bounds
+    beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "learner_input_words").inc(len(selected))
+    logging.info("learning %d tokens from %d words", config.vocab_size, len(selected))
+    learner = vocab_learning.WordpieceLearner(
+        selected, reserved_tokens=config.reserved_tokens, params=config.learn_params
+    )
+    learned = learner.learn_exact_size(config.vocab_size, bounds=bounds)
+    beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "learner_threshold").inc(learned.threshold)
+    return learned.tokens
+
+
+# --- sentencepiece ---------------------------------------------------------------------------------
+
+
+def _line_hash(line: str) -> int:
+    return int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+class SampleLines(beam.PTransform):
+    """Text shards -> one element: at most `num_lines` non-empty lines, a deterministic sample.
+
+    The kept lines are those with the smallest hashes, so the sample is the same on every run
+    and runner and needs memory for `num_lines` lines only.
+    """
+
+    def __init__(self, *, num_lines: int, do_lower_case: bool):
+        super().__init__()
+        self._num_lines = num_lines
+        self._do_lower_case = do_lower_case
+
+    def expand(self, paths):
+        do_lower_case = self._do_lower_case
+        return (
+            paths
+            | "SpreadShards" >> beam.Reshuffle()
+            | "ReadLines" >> beam.FlatMap(lambda path: (line for line, _ in read_lines(path)))
+            | "PreTokenize"
+            >> beam.Map(
+                lambda line: " ".join(
+                    basic_tokenization.split_words(line, do_lower_case=do_lower_case)
+                )
+            )
+            | "NonEmpty" >> beam.Filter(bool)
+            | "Smallest" >> beam.combiners.Top.Of(self._num_lines, key=_line_hash, reverse=True)
+            | "Sorted" >> beam.Map(lambda lines: sorted(lines, key=lambda x: (_line_hash(x), x)))
+        )
+
+
+def sentencepiece_to_wordpiece(
+    pieces: Sequence[str], *, vocab_size: int, reserved_tokens: Sequence[str]
+) -> list[str]:
+    """sentencepiece pieces (best first) as a WordPiece vocab of exactly `vocab_size` tokens.
+
+    "▁word" (starts a word) becomes "word", "iece" (continues one) "##iece"; every character
+    gets both forms, so that greedy WordPiece can spell any word the model could.
+    """
+    converted = []
+    for piece in pieces:
+        if piece.startswith("\u2581"):
+            piece = piece[1:]
+            if piece:
+                converted.append(piece)
+        elif piece:
+            converted.append(vocab.CONTINUATION_PREFIX + piece)
+    chars = sorted(
+        {c for token in converted for c in token.removeprefix(vocab.CONTINUATION_PREFIX)}
+    )
+    essential = [*chars, *(vocab.CONTINUATION_PREFIX + c for c in chars)]
+    tokens = list(dict.fromkeys([*reserved_tokens, *essential, *converted]))
+    if len(tokens) < vocab_size:
+        raise ValueError(
+            f"sentencepiece gave {len(tokens)} tokens, fewer than vocab_size {vocab_size}"
+        )
+    return tokens[:vocab_size]
+
+
+def train_sentencepiece(
+    lines: Sequence[str], *, output: str, config: BuildVocabConfig
+) -> list[str]:
+    """Trains a unigram sentencepiece model on `lines`; writes `<output stem>.model`.
+
+    Returns:
+      The WordPiece-format vocab (exactly `config.vocab_size` tokens).
+    """
+    import sentencepiece
+
+    if not lines:
+        raise ValueError("no text to learn a vocab from: the corpus is empty")
+    reserved = config.reserved_tokens
+    # The pieces fill what the special tokens leave; +2: sentencepiece's own <unk> and the bare
+    # "▁" piece are dropped in the conversion.
+    num_pieces = config.vocab_size - len(reserved) + 2
+    with tempfile.TemporaryDirectory() as folder:
+        text_path = os.path.join(folder, "sample.txt")
+        with open(text_path, "w", encoding="utf-8") as f:
+            f.writelines(line + "\n" for line in lines)
+        prefix = os.path.join(folder, "sentencepiece")
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                input=text_path,
+                model_prefix=prefix,
+                vocab_size=num_pieces,
+                model_type="unigram",
+                character_coverage=config.sentencepiece_character_coverage,
+                # The text is already BERT-normalized (and lower-cased when asked).
+                normalization_rule_name="identity",
+                input_sentence_size=0,
+                shuffle_input_sentence=False,
+                num_threads=config.sentencepiece_threads,
+                bos_id=-1,
+                eos_id=-1,
+                unk_id=0,
+                minloglevel=2,
+            )
+        except RuntimeError as error:
+            raise ValueError(
+                f"sentencepiece could not learn {num_pieces} pieces from {len(lines)} lines: "
+                f"{error}"
+            ) from error
+        with open(prefix + ".model", "rb") as f:
+            model_bytes = f.read()
+        with open(prefix + ".vocab", encoding="utf-8") as f:
+            pieces = [line.split("\t", 1)[0] for line in f]
+    storage.atomic_write(sentencepiece_model_path(output), model_bytes)
+    return sentencepiece_to_wordpiece(
+        pieces[1:], vocab_size=config.vocab_size, reserved_tokens=reserved
+    )
+
+
+def sentencepiece_model_path(output: str) -> str:
+    """`data/vocab.txt` -> `data/vocab.model`."""
+    stem = output[: -len(".txt")] if output.endswith(".txt") else output
+    return stem + ".model"
+
+
+# --- The job ------------------------------------------------------------------------------------
+
+
+def _write_vocab(tokens: list[str], *, output: str, vocab_size: int) -> int:
+    vocab.write(output, tokens, expected_size=vocab_size)
+    logging.info("wrote %s: %d tokens", output, len(tokens))
+    return len(tokens)
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    *,
+    input_files: Sequence[str],
+    output: str,
+    config: BuildVocabConfig,
+) -> beam.PCollection:
+    """Adds the vocab job to `pipeline`.
+
+    Args:
+      pipeline: the pipeline to build into.
+      input_files: the text shards (already expanded; see `storage.expand_globs`).
+      output: the vocab file to write (local or gs://); with sentencepiece also
+        `sentencepiece_model_path(output)`.
+      config: what to learn.
+
+    Returns:
+      A PCollection with one element, the number of tokens written.
+    """
+    paths = pipeline | "Shards" >> beam.Create(sorted(input_files))
+    if config.algorithm == "wordpiece":
+        tokens = (
+            paths
+            | "CountWords" >> CountWords(do_lower_case=config.do_lower_case)
+            | "SelectLearnerInput"
+            >> SelectLearnerInput(
+                params=config.learn_params, reserved_tokens=config.reserved_tokens
+            )
+            | "LearnWordPiece" >> beam.Map(learn_wordpiece_vocab, config=config)
+        )
+    else:
+        tokens = (
+            paths
+            | "SampleLines"
+            >> SampleLines(
+                num_lines=config.sentencepiece_sentences, do_lower_case=config.do_lower_case
+            )
+            | "TrainSentencepiece" >> beam.Map(train_sentencepiece, output=output, config=config)
+        )
+    return tokens | "WriteVocab" >> beam.Map(
+        _write_vocab, output=output, vocab_size=config.vocab_size
+    )
+
+
+def output_folder(output: str) -> str:
+    """The folder a vocab file is in (its metadata.json goes there)."""
+    return output.rsplit("/", 1)[0] if "/" in output.rstrip("/") else "."
+
+
+def run(
+    *,
+    input_patterns: str | Sequence[str],
+    output: str,
+    config: BuildVocabConfig,
+    beam_args: Sequence[str] = (),
+    flag_values: dict | None = None,
+) -> dict:
+    """Runs the job and writes metadata.json beside the vocab; returns the metadata record."""
+    input_files = storage.expand_globs(input_patterns)
+    logging.info("build_vocab: %d input files, config %s", len(input_files), config)
+    if storage.exists(output):
+        logging.info("%s exists and will be replaced", output)
+    result = beam_options.run(
+        build_pipeline, beam_args, input_files=input_files, output=output, config=config
+    )
+    totals = beam_options.counters(result)
+    beam_options.log_counters(COMMAND, totals)
+    outputs = [output]
+    if config.algorithm == "sentencepiece":
+        outputs.append(sentencepiece_model_path(output))
+    tokens = vocab.load(output, expected_size=config.vocab_size)
+    counts = {name: value for name, value in totals.items()}
+    counts["vocab_tokens"] = len(tokens)
+    counts["continuation_tokens"] = sum(t.startswith(vocab.CONTINUATION_PREFIX) for t in tokens)
+    return metadata.write(
+        output_folder(output),
+        command=COMMAND,
+        flags=dict(flag_values or {}),
+        inputs=input_files,
+        outputs=outputs,
+        counts=counts,
+        vocab_file=output,
+        extra={"config": dataclasses.asdict(config)},
+    )
+
+
+def _define_flags() -> None:
+    flags.DEFINE_string("input", None, "Comma-separated globs of text shards (local or gs://).")
+    flags.DEFINE_string("output", None, "The vocab file to write (local or gs://).")
+    flags.DEFINE_integer("vocab_size", 30522, "Tokens in the vocab, special tokens included.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased vocab).")
+    flags.DEFINE_enum("algorithm", "wordpiece", list(ALGORITHMS), "How to learn the vocab.")
+    flags.DEFINE_integer("num_unused", vocab.DEFAULT_NUM_UNUSED, "[unusedN] slots after [PAD].")
+    flags.DEFINE_integer(
+        "max_input_tokens",
+        LearnParams.max_input_tokens,
+        "WordPiece: learn from at most this many of the most frequent words (-1: all).",
+    )
+    flags.DEFINE_integer(
+        "max_unique_chars",
+        LearnParams.max_unique_chars,
+        "WordPiece: alphabet size; words with rarer characters are not learned from.",
+    )
+    flags.DEFINE_integer(
+        "sentencepiece_sentences",
+        BuildVocabConfig.sentencepiece_sentences,
+        "Sentencepiece: most lines in its training sample.",
+    )
+    flags.mark_flags_as_required(["input", "output"])
+
+
+def main(argv: Sequence[str]) -> None:
+    FLAGS = flags.FLAGS
+    config = BuildVocabConfig(
+        vocab_size=FLAGS.vocab_size,
+        do_lower_case=FLAGS.do_lower_case,
+        algorithm=FLAGS.algorithm,
+        num_unused=FLAGS.num_unused,
+        learn_params=dataclasses.replace(
+            LearnParams(),
+            max_input_tokens=None if FLAGS.max_input_tokens < 0 else FLAGS.max_input_tokens,
+            max_unique_chars=FLAGS.max_unique_chars,
+        ),
+        sentencepiece_sentences=FLAGS.sentencepiece_sentences,
+    )
+    flag_names = [
+        "input",
+        "output",
+        "vocab_size",
+        "do_lower_case",
+        "algorithm",
+        "num_unused",
+        "max_input_tokens",
+        "max_unique_chars",
+        "sentencepiece_sentences",
+    ]
+    run(
+        input_patterns=FLAGS.input,
+        output=FLAGS.output,
+        config=config,
+        beam_args=argv[1:],
+        flag_values={name: FLAGS[name].value for name in flag_names},
+    )
+
+
+if __name__ == "__main__":
+    _define_flags()
+    app.run(main, flags_parser=beam_options.parse_flags)
