@@ -118,7 +118,8 @@ def read_documents(
         may_start = start == 0
         if start > 0:
             f.seek(start - 1)
-            position = start - 1 + len(f.readline())  # the first line that starts >= start
+            f.readline()
+            position = f.tell()  # the first line that starts >= start
         in_document = False
         sentences: list[str] = []
         doc_start = doc_bytes = 0
@@ -127,7 +128,8 @@ def read_documents(
             line = f.readline()
             if not line:
                 break
-            position += len(line)
+            # Not len(line): TensorFlow's readline turns "\r\n" into "\n".
+            position = f.tell()
             text = _decode(line, counts).strip()
             if not text:
                 if sentences:
@@ -139,10 +141,11 @@ def read_documents(
                 may_start = True
                 continue
             if not in_document:
-                if line_start >= end:
-                    break
                 if not may_start:
+                    if line_start >= end:
+                        break
                     continue  # the rest of a document that the previous range owns
+                # Ours (its blank line is in our range), even if it starts past our end.
                 in_document, may_start = True, False
                 doc_start, doc_bytes = line_start, 0
             if len(line) > max_sentence_bytes:
