@@ -30,9 +30,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
@@ -374,40 +373,38 @@ def train_sentencepiece(
     # The pieces fill what the special tokens leave; +2: sentencepiece's own <unk> and the bare
     # "▁" piece are dropped in the conversion.
     num_pieces = config.vocab_size - len(reserved) + 2
-    with tempfile.TemporaryDirectory() as folder:
-        text_path = os.path.join(folder, "sample.txt")
-        with open(text_path, "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in lines)
-        prefix = os.path.join(folder, "sentencepiece")
-        try:
-            sentencepiece.SentencePieceTrainer.train(
-                input=text_path,
-                model_prefix=prefix,
-                vocab_size=num_pieces,
-                model_type="unigram",
-                character_coverage=config.sentencepiece_character_coverage,
-                # The text is already BERT-normalized (and lower-cased when asked).
-                normalization_rule_name="identity",
-                input_sentence_size=0,
-                shuffle_input_sentence=False,
-                num_threads=config.sentencepiece_threads,
-                bos_id=-1,
-                eos_id=-1,
-                unk_id=0,
-                minloglevel=2,
-            )
-        except RuntimeError as error:
-            raise ValueError(
-                f"sentencepiece could not learn {num_pieces} pieces from {len(lines)} lines: "
-                f"{error}"
-            ) from error
-        with open(prefix + ".model", "rb") as f:
-            model_bytes = f.read()
-        with open(prefix + ".vocab", encoding="utf-8") as f:
-            pieces = [line.split("\t", 1)[0] for line in f]
+    model = io.BytesIO()
+    try:
+        # Sentences from an iterator and the model into memory: no temporary paths end up in
+        # the model's recorded trainer spec, so reruns write the same bytes.
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_writer=model,
+            vocab_size=num_pieces,
+            model_type="unigram",
+            character_coverage=config.sentencepiece_character_coverage,
+            # The text is already BERT-normalized (and lower-cased when asked).
+            normalization_rule_name="identity",
+            input_sentence_size=0,
+            shuffle_input_sentence=False,
+            num_threads=config.sentencepiece_threads,
+            bos_id=-1,
+            eos_id=-1,
+            unk_id=0,
+            minloglevel=2,
+        )
+    except RuntimeError as error:
+        raise ValueError(
+            f"sentencepiece could not learn {num_pieces} pieces from {len(lines)} lines: {error}"
+        ) from error
+    model_bytes = model.getvalue()
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_bytes)
+    pieces = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
     storage.atomic_write(sentencepiece_model_path(output), model_bytes)
     return sentencepiece_to_wordpiece(
-        pieces[1:], vocab_size=config.vocab_size, reserved_tokens=reserved
+        pieces[1:],  # without <unk>
+        vocab_size=config.vocab_size,
+        reserved_tokens=reserved,
     )
 
 
