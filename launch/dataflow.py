@@ -15,7 +15,7 @@ Python, with the usual Beam options for Dataflow):
   5. pipeline.create_pretraining_data (eval-*.txt) → <bucket>/bert/records/eval/ (--output_prefix=eval)
 
 Workers get this project through `--setup_file=<checkout>/setup.py`. A stage whose output is
-already complete (its metadata.json, or the vocab file, exists) is skipped, so after a failure
+already complete (its metadata.json, written last, exists) is skipped, so after a failure
 the same command resumes where it stopped; once a stage has run, every later stage runs again.
 `--dry_run` prints every command, complete and copy-pasteable, and runs nothing.
 """
@@ -88,7 +88,8 @@ class Stage:
     Attributes:
       name: short name, also the end of the Dataflow job name.
       step: the command that runs it.
-      done_marker: the file whose presence means the stage's output is complete.
+      done_marker: the file whose presence means the stage's output is complete (each stage
+        writes its metadata.json last).
     """
 
     name: str
@@ -273,7 +274,8 @@ def plan(config: DataflowConfig) -> list[Stage]:
             f"--do_lower_case={_bool(config.do_lower_case)}",
         ],
         config.build_vocab_args,
-        paths.vocab_file,
+        # build_vocab writes metadata.json beside the vocab, last.
+        paths.vocab_file.rsplit("/", 1)[0] + "/metadata.json",
     )
     for split, inputs, output_dir, dupe_factor, num_shards in (
         ("train", train_text, paths.train_records, config.dupe_factor, config.train_record_shards),

@@ -45,6 +45,15 @@ def _build(pipeline, module: str, spec: dict) -> None:
         from pipeline import extract_text
 
         extract_text.build_pipeline(pipeline, config=extract_text.ExtractTextConfig(**spec))
+    elif module == "build_vocab":
+        from pipeline import build_vocab
+
+        build_vocab.build_pipeline(
+            pipeline,
+            input_files=spec.pop("input_files"),
+            output=spec.pop("output"),
+            config=build_vocab.BuildVocabConfig(**spec),
+        )
     elif module == "create_pretraining_data":
         from pipeline import create_pretraining_data
 
@@ -76,7 +85,11 @@ def child_main(request: str) -> None:
     from pipeline import beam_options
 
     module, jobs = json.loads(request)
-    importlib.import_module(f"pipeline.{module}")
+    stage_module = importlib.import_module(f"pipeline.{module}")
+    # Some stages define their flags at import, others only when run as a program.
+    for name in ("_define_flags", "define_flags"):
+        if hasattr(stage_module, name):
+            getattr(stage_module, name)()
     config = launch_config()
     known_flags = []
     for stage in dataflow.plan(config):
@@ -186,6 +199,29 @@ def test_extract_text_graphs_and_flags(data_dir, tmp_path):
     # Nothing ran: above all, no metadata.json claiming a complete output.
     assert not (tmp_path / "wiki" / "metadata.json").exists()
     assert not (tmp_path / "books" / "metadata.json").exists()
+
+
+def test_build_vocab_graph_and_flags(data_dir, tmp_path):
+    result = dry_run_jobs(
+        "build_vocab",
+        [
+            (
+                "vocab",
+                dict(
+                    input_files=[str(p) for p in sorted((data_dir / "books").glob("*.txt"))],
+                    output=str(tmp_path / "vocab" / "vocab.txt"),
+                    vocab_size=30522,
+                ),
+            ),
+        ],
+    )
+    check_stage_flags(result["flags"], "build_vocab")
+    check_job(
+        result["jobs"]["vocab"],
+        stage="vocab",
+        top_level={"CountWords", "LearnWordPiece", "WriteVocab"},
+    )
+    assert not (tmp_path / "vocab" / "vocab.txt").exists()
 
 
 def test_create_pretraining_data_graph_and_flags(data_dir, tmp_path):

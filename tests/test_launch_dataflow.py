@@ -101,7 +101,7 @@ def test_plan_runs_the_five_stages_in_order_with_complete_commands():
     assert [s.done_marker for s in stages] == [
         f"{BUCKET}/bert/shards/wiki/metadata.json",
         f"{BUCKET}/bert/shards/books/metadata.json",
-        f"{BUCKET}/bert/vocab/vocab.txt",
+        f"{BUCKET}/bert/vocab/metadata.json",
         f"{BUCKET}/bert/records/train/metadata.json",
         f"{BUCKET}/bert/records/eval/metadata.json",
     ]
