@@ -28,10 +28,8 @@ import logging
 import os
 import re
 import shlex
-import subprocess
 import sys
 import time
-import xml.etree.ElementTree
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
@@ -361,31 +359,6 @@ def check_inputs(config: DataflowConfig) -> dict[str, list[str]]:
     return found
 
 
-def stage_flag_names(module: str, *, python: str = sys.executable) -> set[str]:
-    """The flags `python -m <module>` accepts, from absl's `--helpxml`.
-
-    In a subprocess: every stage defines its absl flags when imported, and stages share flag
-    names, so two of them cannot be imported into one process.
-
-    Raises:
-      gcloud.LaunchError: the module does not start.
-    """
-    result = subprocess.run(
-        [python, "-m", module, "--helpxml"],
-        cwd=gcloud.PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    try:
-        root = xml.etree.ElementTree.fromstring(result.stdout)
-    except xml.etree.ElementTree.ParseError as error:
-        raise gcloud.LaunchError(
-            f"cannot list the flags of {module}: {result.stderr.strip()[-2000:]}"
-        ) from error
-    return {name.text for name in root.iter("name") if name.text}
-
-
 def unknown_to_beam(args: Sequence[str]) -> list[str]:
     """The names of `args` that no Beam pipeline option defines."""
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -404,7 +377,7 @@ def unknown_to_beam(args: Sequence[str]) -> list[str]:
 
 
 def check_stage_arguments(
-    stages: Sequence[Stage], *, flag_names: Callable[[str], set[str]] = stage_flag_names
+    stages: Sequence[Stage], *, flag_names: Callable[[str], set[str]] = gcloud.program_flag_names
 ) -> None:
     """Checks that each command's flags are the stage's own or Beam's.
 
@@ -421,12 +394,7 @@ def check_stage_arguments(
         if module not in names_by_module:
             names_by_module[module] = flag_names(module)
         own = names_by_module[module]
-        rest = [
-            arg
-            for arg in argv[argv.index("-m") + 2 :]
-            if arg.split("=", 1)[0].lstrip("-").removeprefix("no") not in own
-            and arg.split("=", 1)[0].lstrip("-") not in own
-        ]
+        rest = [arg for arg in argv[argv.index("-m") + 2 :] if not gcloud.is_known_flag(arg, own)]
         unknown = unknown_to_beam(rest)
         if unknown:
             raise gcloud.LaunchError(

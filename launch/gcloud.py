@@ -19,6 +19,7 @@ import shlex
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn, TextIO
 
@@ -187,8 +188,68 @@ def check_flag_arguments(args: Sequence[str], *, what: str) -> None:
             raise LaunchError(f"{what}: {arg!r} is not a flag; write flags as --name=value")
 
 
+def program_flag_names(module: str, *, python: str = sys.executable) -> set[str]:
+    """The flags `python -m <module>` accepts, from absl's `--helpxml`.
+
+    In a subprocess: our programs define their absl flags when run (some when imported, with
+    names shared between programs), and importing one may load TensorFlow.
+
+    Raises:
+      LaunchError: the module does not start.
+    """
+    result = subprocess.run(
+        [python, "-m", module, "--helpxml"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        root = xml.etree.ElementTree.fromstring(result.stdout)
+    except xml.etree.ElementTree.ParseError as error:
+        raise LaunchError(
+            f"cannot list the flags of {module}: {result.stderr.strip()[-2000:]}"
+        ) from error
+    return {name.text for name in root.iter("name") if name.text}
+
+
+def is_known_flag(arg: str, names: set[str]) -> bool:
+    """Whether an absl-style argument (`--name=v`, `--name`, `--noname`) names one of `names`.
+
+    A bare value (the `v` of `--name v`) counts as known: it belongs to the flag before it.
+    """
+    if not arg.startswith("-"):
+        return True
+    name = arg.lstrip("-").split("=", 1)[0]
+    return name in names or (name.startswith("no") and name[2:] in names)
+
+
 # ---------------------------------------------------------------------------------------------
 # The trainer's flags, passed through by the TPU and GPU launchers.
+
+
+def check_trainer_flag_names(args: Sequence[str], *, names: set[str] | None = None) -> None:
+    """Checks that every flag passed through is one `trainer.run_pretraining` defines.
+
+    The trainer would stop on an unknown flag too — but on the remote machine, after it was
+    created and set up.
+
+    Args:
+      args: the flags after `--`.
+      names: the trainer's flag names; by default read from the program (`--helpxml`).
+
+    Raises:
+      LaunchError: a flag the trainer does not define; the message names it.
+    """
+    if names is None:
+        names = program_flag_names("trainer.run_pretraining")
+    unknown = [arg for arg in args if not is_known_flag(arg, names)]
+    if unknown:
+        raise LaunchError(
+            f"trainer flags (after --): trainer.run_pretraining has no flag "
+            f"{', '.join(a.split('=', 1)[0] for a in unknown)}"
+        )
+
 
 # Trainer flags naming files the remote machines read or write: only Cloud Storage is visible
 # to every host of a slice, and survives the machine's deletion.

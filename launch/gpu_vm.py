@@ -375,6 +375,10 @@ def main(argv: Sequence[str]) -> None:
             return
         logging.info("launch.gpu_vm config: %s", config)
         try:
+            gcloud.check_trainer_flag_names(config.trainer_args)
+        except gcloud.LaunchError as error:
+            gcloud.exit_with_error(program, error)
+        try:
             execute(launch)
         except gcloud.LaunchError as error:
             gcloud.exit_with_error(program, error)

@@ -513,6 +513,10 @@ def main(argv: Sequence[str]) -> None:
             return
         logging.info("launch.tpu_pod config: %s", config)
         try:
+            gcloud.check_trainer_flag_names(config.trainer_args)
+        except gcloud.LaunchError as error:
+            gcloud.exit_with_error(program, error)
+        try:
             execute(launch)
         except gcloud.LaunchError as error:
             gcloud.exit_with_error(program, error)

@@ -244,8 +244,8 @@ def test_stage_flags_are_checked_against_the_stage_and_beam():
         dataflow.check_stage_arguments(dataflow.plan(good), flag_names=older.__getitem__)
 
 
-def test_stage_flag_names_reads_a_program_s_helpxml():
-    names = dataflow.stage_flag_names("launch.dataflow")
+def test_program_flag_names_reads_a_program_s_helpxml():
+    names = gcloud.program_flag_names("launch.dataflow")
     assert {"project", "region", "bucket", "dump", "dry_run"} <= names
 
 

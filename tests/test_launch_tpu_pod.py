@@ -271,6 +271,16 @@ def test_execute_stops_before_installing_on_a_tpu_it_cannot_use(
     assert "ssh" not in fake.verbs() and "create" not in fake.verbs()
 
 
+def test_trainer_defines_every_flag_the_launchers_pass():
+    names = gcloud.program_flag_names("trainer.run_pretraining")
+    # What the TPU plan adds, and the flags of this file's (and the docs') example.
+    gcloud.check_trainer_flag_names(["--tpu=local", "--strategy=tpu", *TRAINER_ARGS], names=names)
+    with pytest.raises(gcloud.LaunchError, match="has no flag --num_train_step, --nodo_evaluate"):
+        gcloud.check_trainer_flag_names(
+            [*TRAINER_ARGS, "--num_train_step=10", "--nodo_evaluate", "--do_eval"], names=names
+        )
+
+
 def test_wheel_build_step_makes_the_wheel_the_plan_copies(tmp_path):
     step = gcloud.build_wheel_step(dist_dir=str(tmp_path))
     gcloud.run_step(step, capture=True)
