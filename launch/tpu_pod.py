@@ -180,6 +180,13 @@ def check(config: TpuPodConfig) -> tuple[TpuPodConfig, Accelerator]:
     runtime = config.runtime or runtime_version(accelerator, config.tf_version)
     if not re.fullmatch(r"[a-z0-9][-a-z0-9.]*", runtime):
         raise gcloud.LaunchError(f"--runtime_version={runtime!r} is not a TPU software version")
+    if accelerator.multi_host and not re.fullmatch(r"tpu-vm-tf-.*-pod(-.*)?", runtime):
+        # The one TensorFlow client on worker 0 needs TensorFlow's TPU server on every host,
+        # which only the -pod images run.
+        raise gcloud.LaunchError(
+            f"--runtime_version={runtime}: a {accelerator.name} has several hosts and needs "
+            f"a TensorFlow pod image such as {runtime_version(accelerator, config.tf_version)}"
+        )
     gcloud.check_trainer_args(
         config.trainer_args,
         strategies=("tpu", "auto"),
