@@ -271,11 +271,17 @@ def run_demo(config: DemoConfig) -> dict[str, float]:
 
 
 _DEFAULTS = DemoConfig()
-flags.DEFINE_string("output_dir", _DEFAULTS.output_dir, "Where everything goes; wiped first.")
-flags.DEFINE_integer("num_train_steps", _DEFAULTS.num_train_steps, "Training steps.")
-flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor, "Masked copies of each document.")
-flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "WordPiece vocab size to learn.")
-flags.DEFINE_string("books_input", _DEFAULTS.books_input, "Glob of book .txt files.")
+
+
+def _define_flags() -> None:
+    """Defined only when run as a program: importing this module must not claim flag names
+    (`--output_dir`) that the stage modules define too."""
+    flags.DEFINE_string("output_dir", _DEFAULTS.output_dir, "Where everything goes; wiped first.")
+    flags.DEFINE_integer("num_train_steps", _DEFAULTS.num_train_steps, "Training steps.")
+    flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor, "Masked copies of each document.")
+    flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "WordPiece vocab size to learn.")
+    flags.DEFINE_string("wiki_input", _DEFAULTS.wiki_input, "Wikipedia dump(s).")
+    flags.DEFINE_string("books_input", _DEFAULTS.books_input, "Glob of book .txt files.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -287,6 +293,7 @@ def main(argv: Sequence[str]) -> None:
         num_warmup_steps=max(1, flags.FLAGS.num_train_steps // 10),
         dupe_factor=flags.FLAGS.dupe_factor,
         vocab_size=flags.FLAGS.vocab_size,
+        wiki_input=flags.FLAGS.wiki_input,
         books_input=flags.FLAGS.books_input,
     )
     logging.info("demo config: %s", config)
@@ -297,4 +304,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
