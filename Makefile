@@ -59,6 +59,18 @@ books-shards: install
 	$(PY) -m pipeline.extract_text --source=books --input='$(BOOKS_INPUT)' \
 		--output_dir='$(BOOKS_SHARDS_DIR)' --num_shards=$(BOOKS_NUM_SHARDS) $(EXTRA_FLAGS)
 
+# WordPiece vocab (pipeline.build_vocab; docs/tokenizer.md) from the text shards. VOCAB_SIZE is
+# small by default because the bundled sample is; BERT's is 30522. Beam options in EXTRA_FLAGS.
+VOCAB_INPUT ?= $(WIKI_SHARDS_DIR)/train-*.txt,$(BOOKS_SHARDS_DIR)/train-*.txt
+VOCAB_FILE ?= data/vocab.txt
+VOCAB_SIZE ?= 8000
+VOCAB_FLAGS ?= --do_lower_case --algorithm=wordpiece
+.PHONY: vocab
+
+vocab: install wiki-shards books-shards
+	$(PY) -m pipeline.build_vocab --input='$(VOCAB_INPUT)' --output='$(VOCAB_FILE)' \
+		--vocab_size=$(VOCAB_SIZE) $(VOCAB_FLAGS) $(EXTRA_FLAGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
