@@ -162,7 +162,8 @@ def read_scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
     series: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(event_dir.glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.HasField("tensor"):
                     number = float(tf.make_ndarray(value.tensor))
