@@ -7,20 +7,22 @@
 Output (DESIGN.md, "Text shards"): `train-0000i-of-0000N.txt`, `eval-0000i-of-0000M.txt` in
 google-research/bert's input format, then `metadata.json`, written last. The steps:
 
-    wikipedia: plan byte ranges ─► Reshuffle ─► read pages ─► Reshuffle ─► clean + segment ─┐
+    wikipedia: plan byte ranges ─► Reshuffle ─► read pages ─►(Reshuffle)─► clean + segment ─┐
                (multistream index)   └─► read template pages ─► side input ─┘              │
     books:     files ─► Reshuffle ─► decode, strip boilerplate, rejoin lines ─► segment ───┤
                                                                                             ▼
         split by id hash ─► bucket sizes ─► balanced shard plan ─► GroupByKey(shard) ─► write
         ─► (all shards written) ─► metadata.json
 
-Every dropped page or book is counted by reason, as a Beam counter (logged at the end) and as
+(The pages are reshuffled only when a file is read as one range, i.e. a plain dump.) Every
+dropped page or book is counted by reason, as a Beam counter (logged at the end) and as
 data (recorded in metadata.json).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import time
@@ -283,7 +285,8 @@ class ReadWikipedia(beam.PTransform):
         self._config = config
         dump_date = config.dump_date or None
         self.sites = {path: wikipedia.read_siteinfo(path, dump_date=dump_date) for path in paths}
-        self.ranges = []
+        self.ranges: list[wikipedia.ReadRange] = []
+        self.template_ranges: list[wikipedia.ReadRange] = []
         for path in paths:
             site = self.sites[path]
             if not site.has_siteinfo or not site.template_namespace:
@@ -293,22 +296,29 @@ class ReadWikipedia(beam.PTransform):
                     path,
                     "no <siteinfo>" if not site.has_siteinfo else "siteinfo lacks namespace 10",
                 )
-            self.ranges += wikipedia.plan_reads(
+            plan = functools.partial(
+                wikipedia.plan_reads,
                 path,
                 site=site,
                 index_path=config.multistream_index or None,
                 use_index=config.use_multistream_index,
                 range_bytes=max(1, int(config.range_mb * (1 << 20))),
             )
+            self.ranges += plan()
+            if config.expand_templates:
+                # With an index, the template pass reads only the streams that hold a page
+                # titled "Template:…" (the index lists every title); without one, everything.
+                prefix = f"{site.template_namespace}:" if site.template_namespace else None
+                self.template_ranges += plan(title_prefix=prefix)
         for path in paths:
-            parts = sum(1 for r in self.ranges if r.path == path)
             logging.info(
-                "%s: %s, %s, language %s, read as %d range(s)",
+                "%s: %s, %s, language %s, read as %d range(s), %d of them for templates",
                 path,
                 self.sites[path].dbname or "(no dbname)",
                 self.sites[path].encoding,
                 self.sites[path].language,
-                parts,
+                sum(1 for r in self.ranges if r.path == path),
+                sum(1 for r in self.template_ranges if r.path == path),
             )
 
     def expand(self, pipeline: beam.Pipeline):
@@ -321,7 +331,9 @@ class ReadWikipedia(beam.PTransform):
         )
         if self._config.expand_templates:
             definitions = (
-                ranges
+                pipeline
+                | "PlanTemplateReads" >> beam.Create(self.template_ranges)
+                | "SpreadTemplateRanges" >> beam.Reshuffle()
                 | "ReadTemplatePages" >> beam.ParDo(_ReadTemplatePagesFn(sites_by_path))
                 | "NewestTemplate" >> beam.CombinePerKey(_newest)
             )

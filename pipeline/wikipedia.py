@@ -98,7 +98,8 @@ _REDIRECT_TEXT_RE = re.compile(
 # after the clean-up below is dropped rather than written.
 _LEFTOVER_TAG_RE = re.compile(r"</?[a-zA-Z][\w:-]*(?:\s[^<>]*)?/?>")
 _LEFTOVER_TEMPLATE_RE = re.compile(r"\{\{[^{}]*\}\}")
-_RESIDUAL_MARKUP_RE = re.compile(r"\{\{|\}\}|\[\[|\]\]|\{\||\|\}|^\s*[|!]|__[A-Z]+__|''")
+_RESIDUAL_MARKS = ("{{", "}}", "[[", "]]", "{|", "|}", "''")
+_MAGIC_SWITCH_RE = re.compile(r"__[A-Z]+__")
 _HAS_LETTER_RE = re.compile(r"[^\W\d_]")
 # wikiextractor replaces <math> and <code> with "formula_7" / "codice_2": a paragraph that is
 # only such a placeholder says nothing.
@@ -448,34 +449,52 @@ def read_siteinfo(path: str, *, dump_date: str | None = None) -> SiteInfo:
     )
 
 
-def read_index_offsets(index_path: str) -> list[int]:
-    """The distinct stream start offsets of a multistream index (`offset:page_id:title` lines).
+@dataclasses.dataclass(frozen=True)
+class StreamIndex:
+    """What a multistream index says about the dump's bz2 streams.
+
+    Attributes:
+      offsets: the distinct stream start offsets, sorted.
+      marked: the offsets of streams holding a page whose title starts with the prefix asked
+        for (e.g. "Template:"), so a pass that needs only those pages reads only those streams.
+    """
+
+    offsets: tuple[int, ...]
+    marked: frozenset[int] = frozenset()
+
+
+def read_index(index_path: str, *, title_prefix: str | None = None) -> StreamIndex:
+    """Reads a multistream index (`offset:page_id:title` lines), streaming.
+
+    Args:
+      index_path: the index file (`.txt.bz2` or plain).
+      title_prefix: mark the streams that hold a title starting with this.
 
     Raises:
-      DumpError: the index cannot be read or has a malformed line.
+      DumpError: the index cannot be read, is empty or has a malformed line.
     """
     offsets: set[int] = set()
+    marked: set[int] = set()
+    prefix = title_prefix.encode("utf-8") if title_prefix else None
     pending = b""
-    for chunk in _decompressed(
+    chunks = _decompressed(
         _raw_chunks(index_path, 0, None), compression_of(index_path), where=index_path
-    ):
+    )
+    for chunk in [*chunks, b"\n"]:
         lines = (pending + chunk).split(b"\n")
         pending = lines.pop()
         for line in lines:
-            _add_offset(offsets, line, index_path)
-    _add_offset(offsets, pending, index_path)
+            if not line.strip():
+                continue
+            offset, _, rest = line.partition(b":")
+            if not offset.isdigit() or not rest:
+                raise DumpError(f"{index_path}: malformed index line {line[:80]!r}")
+            offsets.add(int(offset))
+            if prefix is not None and rest.partition(b":")[2].startswith(prefix):
+                marked.add(int(offset))
     if not offsets:
         raise DumpError(f"{index_path}: empty multistream index")
-    return sorted(offsets)
-
-
-def _add_offset(offsets: set[int], line: bytes, index_path: str) -> None:
-    if not line.strip():
-        return
-    head = line.split(b":", 1)[0]
-    if not head.isdigit():
-        raise DumpError(f"{index_path}: malformed index line {line[:80]!r}")
-    offsets.add(int(head))
+    return StreamIndex(offsets=tuple(sorted(offsets)), marked=frozenset(marked))
 
 
 def plan_reads(
@@ -485,6 +504,7 @@ def plan_reads(
     index_path: str | None = None,
     use_index: bool = True,
     range_bytes: int = 16 << 20,
+    title_prefix: str | None = None,
 ) -> list[ReadRange]:
     """Cuts a dump into independent `ReadRange`s.
 
@@ -495,6 +515,8 @@ def plan_reads(
       use_index: False to read even a multistream dump as one stream.
       range_bytes: target compressed size of one range: consecutive bz2 streams are grouped up
         to about this many bytes (a stream is never cut).
+      title_prefix: with an index, plan only the streams that hold a title starting with this
+        (e.g. "Template:" for the template pass); without an index, the whole file.
 
     Returns:
       The ranges, in file order; one range for a file without an index.
@@ -507,24 +529,26 @@ def plan_reads(
         index_path = index_path_for(path)
         if index_path is None or not storage.exists(index_path):
             return whole
-    offsets = read_index_offsets(index_path)
+    index = read_index(index_path, title_prefix=title_prefix)
     file_size = storage.size(path)
-    if offsets[-1] >= file_size:
+    if index.offsets[-1] >= file_size:
         raise DumpError(
-            f"{index_path}: offset {offsets[-1]} is past the end of {path} ({file_size} bytes);"
-            " the index belongs to another dump"
+            f"{index_path}: offset {index.offsets[-1]} is past the end of {path}"
+            f" ({file_size} bytes); the index belongs to another dump"
         )
     # Byte 0 starts the header stream (`<mediawiki>`, `<siteinfo>`); it holds no page in
     # Wikimedia's dumps but is read like any other, so a dump that does put pages there loses
     # none.
-    starts = sorted({0, *offsets})
+    starts = sorted({0, *index.offsets})
+    streams: list[tuple[int, int | None]] = list(zip(starts, [*starts[1:], None], strict=True))
+    if title_prefix is not None:
+        streams = [stream for stream in streams if stream[0] in index.marked]
     groups: list[tuple[int, int | None]] = []
-    group_start = starts[0]
-    for offset in starts[1:]:
-        if offset - group_start >= range_bytes:
-            groups.append((group_start, offset))
-            group_start = offset
-    groups.append((group_start, None))
+    for start, end in streams:
+        if groups and groups[-1][1] == start and start - groups[-1][0] < range_bytes:
+            groups[-1] = (groups[-1][0], end)  # the next stream, and the group is not full yet
+        else:
+            groups.append((start, end))
     return [
         ReadRange(
             path=path,
@@ -905,20 +929,23 @@ def clean_wikitext(
 def _strip_leftovers(paragraph: str) -> str:
     """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph."""
     text = paragraph
-    # The substitutions only where they can match: most paragraphs need none of them.
+    # Each substitution only where it can match (substring tests are much cheaper than a
+    # regex scan): most paragraphs need none of them.
     if "<" in text:
         text = _LEFTOVER_TAG_RE.sub("", text)
-    if "{" in text:
+    if "{{" in text:
         text = _LEFTOVER_TEMPLATE_RE.sub("", text)
     if "(" in text:
         text = _EMPTY_PARENTHESES_RE.sub("", text)
         text = _PARENTHESIS_SEPARATOR_RE.sub("(", text)
-    text = sentences.normalize_whitespace(text)
+    text = text.strip()
     if (
         not text
-        or _RESIDUAL_MARKUP_RE.search(text)
+        or text[0] in "|!"
+        or any(mark in text for mark in _RESIDUAL_MARKS)
+        or ("__" in text and _MAGIC_SWITCH_RE.search(text))
         or not _HAS_LETTER_RE.search(text)
-        or _PLACEHOLDER_ONLY_RE.match(text)
+        or (text[0] in "fc" and _PLACEHOLDER_ONLY_RE.match(text))
     ):
         return ""
     return text

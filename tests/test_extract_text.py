@@ -17,6 +17,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import beam_options, extract_text, metadata, storage, text_shards
+from tests.test_wikipedia import page_xml, write_multistream
 
 SAMPLE = "wikipedia/enwiki-articles1-shortened-multistream.xml.bz2"
 SAMPLE_INDEX = "wikipedia/enwiki-articles1-shortened-multistream-index.txt.bz2"
@@ -284,3 +285,26 @@ def test_command_line(data_dir, tmp_path):
     assert meta["flags"]["num_shards"] == 2
     assert meta["counts"]["documents"] == 5  # "Duplicate title" twice with one id: kept once
     assert meta["counts"]["dropped_duplicate"] == 1
+
+
+def test_templates_from_the_dump_are_expanded_in_the_job(tmp_path):
+    text = "Spain is a country in Europe. People speak {{L|Spanish}} there. " * 5
+    streams = [
+        [(1, "Spain", page_xml("Spain", text, page_id=1))],
+        [
+            (5, "Template:Lang", page_xml("Template:Lang", "a {{{1}}} word", page_id=5, ns=10)),
+            (
+                6,
+                "Template:L",
+                page_xml("Template:L", "#REDIRECT [[Template:Lang]]", page_id=6, ns=10),
+            ),
+        ],
+    ]
+    dump = write_multistream(tmp_path, streams)
+    counters = run_job(dump, str(tmp_path / "on"), range_mb=0.0001)
+    assert counters["templates_read_template"] == counters["templates_read_redirect"] == 1
+    expanded = b"".join(shard_bytes(str(tmp_path / "on")).values()).decode("utf-8")
+    assert "People speak a Spanish word there." in expanded
+    run_job(dump, str(tmp_path / "off"), expand_templates=False)
+    dropped = b"".join(shard_bytes(str(tmp_path / "off")).values()).decode("utf-8")
+    assert "People speak there." in dropped

@@ -384,3 +384,45 @@ def test_disambiguation_detection():
     assert wikipedia.is_disambiguation(page("Mercury", "x __DISAMBIG__"))
     assert not wikipedia.is_disambiguation(page("Mercury", "{{Distinguish|Mars}} A planet."))
     assert not wikipedia.is_disambiguation(page("Mercury", "{{disambiguation needed}} A planet."))
+
+
+def write_multistream(folder: Path, streams: list[list[tuple[int, str, str]]]) -> str:
+    """A multistream dump + index: streams of `(page_id, title, xml)` pages."""
+    dump = folder / "test-multistream.xml.bz2"
+    head, tail = dump_xml(["<PAGES>"]).split("<PAGES>")
+    index = []
+    with dump.open("wb") as out:
+        out.write(bz2.compress(head.encode("utf-8")))
+        for number, stream in enumerate(streams):
+            offset = out.tell()
+            text = "".join(xml for _, _, xml in stream)
+            if number == len(streams) - 1:
+                text += tail
+            out.write(bz2.compress(text.encode("utf-8")))
+            index += [f"{offset}:{page_id}:{title}" for page_id, title, _ in stream]
+    write(folder / "test-multistream-index.txt.bz2", "\n".join(index) + "\n", "bz2")
+    return str(dump)
+
+
+def test_template_pass_reads_only_streams_with_template_titles(tmp_path):
+    def article(page_id):
+        return (
+            page_id,
+            f"Article {page_id}",
+            page_xml(f"Article {page_id}", ARTICLE, page_id=page_id),
+        )
+
+    template = (9, "Template:Lang", page_xml("Template:Lang", "a {{{1}}} word", page_id=9, ns=10))
+    path = write_multistream(
+        tmp_path, [[article(1), article(2)], [article(3), template], [article(4)]]
+    )
+    site = wikipedia.read_siteinfo(path)
+    everything = wikipedia.plan_reads(path, site=site, range_bytes=1)
+    assert len(everything) == 4  # the header stream and three page streams
+    (only,) = wikipedia.plan_reads(path, site=site, range_bytes=1, title_prefix="Template:")
+    assert (only.start, only.end) == (everything[2].start, everything[3].start)
+    pages = [p for p in wikipedia.read_pages(only, site=site) if isinstance(p, wikipedia.Page)]
+    assert [p.title for p in pages] == ["Article 3", "Template:Lang"]
+    assert wikipedia.plan_reads(path, site=site, title_prefix="Vorlage:") == []
+    # Articles: every stream, in any grouping.
+    assert len(articles(read_all(path, range_bytes=1))) == 4
