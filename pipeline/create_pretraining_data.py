@@ -17,8 +17,8 @@ The Beam graph, and why it is shaped so:
    (id, uint16 ids, sentence lengths).
 2. Buckets: each document goes to a bucket chosen by a hash of (seed, its id). A bucket is the
    pool random "B" segments are drawn from and the unit of work: no worker ever holds more than
-   one bucket, never the corpus. The number of buckets follows the corpus (documents and
-   tokens, counted in the pipeline), so it is the same on every runner.
+   one bucket, never the corpus. The number of buckets is chosen before the job runs, from
+   the input size and the documents in a sample of it, so it is the same on every runner.
 3. CountInstances: the cuts of each bucket are made once without masks, only to count its
    instances; their prefix sums give every instance a global slot, so that shards can be
    balanced to within one instance without a second shuffle of the data.
@@ -73,22 +73,19 @@ def shard_name(prefix: str, index: int, num_shards: int, *, compression: str) ->
 
 
 def choose_num_buckets(
-    num_documents: int, num_tokens: int, *, config: PretrainingDataConfig
+    estimated_documents: int, total_bytes: int, *, config: PretrainingDataConfig
 ) -> int:
-    """How many buckets: enough that one fits in memory (`max_bucket_tokens`), as many as
-    `parallel_buckets` for parallelism, but no fewer than `min_bucket_documents` documents
+    """How many buckets: enough that one fits in memory (`max_bucket_bytes` of text), as many
+    as `parallel_buckets` for parallelism, but no fewer than `min_bucket_documents` documents
     per bucket unless memory needs it.
 
-    Raises:
-      ValueError: no documents at all.
+    It is chosen before the job runs (so that no step waits for a count of the whole corpus,
+    which would hold it all on the local runner), from numbers that depend on the inputs only.
     """
-    if num_documents == 0:
-        raise ValueError(
-            "the input holds no documents (every file is empty or blank, or no line has a "
-            "token in the vocab)"
-        )
-    for_memory = -(-num_tokens // config.max_bucket_tokens)
-    for_parallelism = min(config.parallel_buckets, num_documents // config.min_bucket_documents)
+    for_memory = -(-total_bytes // config.max_bucket_bytes)
+    for_parallelism = min(
+        config.parallel_buckets, estimated_documents // config.min_bucket_documents
+    )
     return max(1, for_memory, for_parallelism)
 
 
@@ -141,14 +138,30 @@ def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float
     return fraction
 
 
-def _sample_sentences(paths: Sequence[str]) -> list[str]:
+def _sample(paths: Sequence[str]) -> tuple[list[str], int, int]:
+    """The first lines of the first inputs.
+
+    Returns:
+      (sentences, documents seen, bytes read): what the vocabulary check tokenizes, and the
+      numbers the document count of the corpus is estimated from.
+    """
     sentences: list[str] = []
+    documents = read = 0
     for path in paths[:_SAMPLE_FILES]:
         with storage.open_file(path, "rb") as f:
             data = f.read(_SAMPLE_BYTES)
-        lines = data.decode("utf-8", errors="replace").split("\n")[:-1]
-        sentences.extend(line.strip() for line in lines if line.strip())
-    return sentences
+        read += len(data)
+        lines = data.decode("utf-8", errors="replace").split("\n")
+        if len(data) == _SAMPLE_BYTES:
+            lines = lines[:-1]  # cut mid-line
+        previous_blank = True
+        for line in lines:
+            text = line.strip()
+            if text:
+                sentences.append(text)
+                documents += previous_blank
+            previous_blank = not text
+    return sentences, documents, read
 
 
 def _remove_stale_outputs(output_dir: str, *, prefix: str) -> None:
@@ -170,14 +183,6 @@ def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped f
     for d in dicts:
         total.update(d)
     return dict(total)
-
-
-def _sum_pairs(pairs):  # Iterable[(documents, tokens)] -> (documents, tokens)
-    documents = tokens = 0
-    for d, t in pairs:
-        documents += d
-        tokens += t
-    return documents, tokens
 
 
 class ReadAndTokenize(beam.DoFn):
@@ -435,6 +440,11 @@ def _write_metadata(
       dict, the metadata.json record.
     """
     shards = sorted(shards, key=lambda s: s["path"])
+    if not counts.get("documents"):
+        raise ValueError(
+            f"{input_patterns}: the input holds no documents (every line is blank, or no line "
+            "has a token in the vocab)"
+        )
     if len(shards) != config.num_shards:
         raise RuntimeError(f"wrote {len(shards)} shards, expected {config.num_shards}")
     written = sum(s["records"] for s in shards)
@@ -537,22 +547,26 @@ def build_pipeline(
         if not size:
             logging.warning("input %s is empty", path)
     tokenizer = BertTokenizer(vocab_file, do_lower_case=config.do_lower_case)
-    check_vocabulary(
-        tokenizer,
-        _sample_sentences([p for p, s in zip(inputs, sizes, strict=True) if s]),
-        max_unk_fraction=config.max_unk_fraction,
+    sample, sample_documents, sample_bytes = _sample(
+        [p for p, s in zip(inputs, sizes, strict=True) if s]
     )
+    check_vocabulary(tokenizer, sample, max_unk_fraction=config.max_unk_fraction)
+    total_bytes = sum(sizes)
+    estimated_documents = total_bytes * max(1, sample_documents) // max(1, sample_bytes)
+    num_buckets = choose_num_buckets(estimated_documents, total_bytes, config=config)
     vocabulary = pretraining_instances.Vocabulary.from_tokenizer(tokenizer)
     storage.makedirs(output_dir)
     _remove_stale_outputs(output_dir, prefix=config.output_prefix)
     scratch_dir = storage.join(output_dir, f".tmp-{config.output_prefix}-{uuid.uuid4().hex}")
     ranges = document_reader.plan_ranges(inputs, sizes, split_bytes=config.split_bytes)
     logging.info(
-        "%s: %d input files (%d bytes) in %d ranges -> %s; %s",
+        "%s: %d input files (%d bytes) in %d ranges, ~%d documents in %d buckets -> %s; %s",
         COMMAND,
         len(inputs),
-        sum(sizes),
+        total_bytes,
         len(ranges),
+        estimated_documents,
+        num_buckets,
         output_dir,
         config,
     )
@@ -567,25 +581,10 @@ def build_pipeline(
         )
     )
     documents = read.documents
-    corpus = (
-        documents
-        | "DocumentTokens"
-        >> beam.Map(
-            lambda d, itemsize: (1, len(d[1]) // itemsize),
-            itemsize=np.dtype(pretraining_instances.token_dtype(vocabulary.vocab_size)).itemsize,
-        )
-        | "CorpusTokens" >> beam.CombineGlobally(_sum_pairs)
-    )
-    num_buckets = corpus | "ChooseBuckets" >> beam.Map(
-        lambda size: choose_num_buckets(size[0], size[1], config=config)
-    )
     buckets = (
         documents
         | "KeyByBucket"
-        >> beam.Map(
-            lambda d, n: (bucket_of(d[0], n, random_seed=config.random_seed), d),
-            n=beam.pvalue.AsSingleton(num_buckets),
-        )
+        >> beam.Map(lambda d: (bucket_of(d[0], num_buckets, random_seed=config.random_seed), d))
         | "GroupIntoBuckets" >> beam.GroupByKey()
     )
     bucket_counts = (
@@ -625,30 +624,38 @@ def build_pipeline(
     )
 
 
-_defaults = PretrainingDataConfig()
-flags.DEFINE_string("input_file", None, "Comma-separated globs of text shards (local or gs://).")
-flags.DEFINE_string("output_dir", None, "Where the TFRecord shards and metadata.json go.")
-flags.DEFINE_string("vocab_file", None, "The WordPiece vocab the text is tokenized with.")
-flags.DEFINE_bool("do_lower_case", _defaults.do_lower_case, "Lower-case (for uncased vocabs).")
-flags.DEFINE_bool(
-    "do_whole_word_mask", _defaults.do_whole_word_mask, "Mask whole words, not single pieces."
-)
-flags.DEFINE_integer("max_seq_length", _defaults.max_seq_length, "Tokens per instance.")
-flags.DEFINE_integer(
-    "max_predictions_per_seq", _defaults.max_predictions_per_seq, "Masked-LM slots per instance."
-)
-flags.DEFINE_float("masked_lm_prob", _defaults.masked_lm_prob, "Fraction of tokens masked.")
-flags.DEFINE_integer(
-    "dupe_factor", _defaults.dupe_factor, "Passes over the corpus, each with different masks."
-)
-flags.DEFINE_float("short_seq_prob", _defaults.short_seq_prob, "Chance of a shorter target length.")
-flags.DEFINE_integer("random_seed", _defaults.random_seed, "Seed of every random draw.")
-flags.DEFINE_integer("num_shards", _defaults.num_shards, "Output TFRecord files.")
-flags.DEFINE_enum("compression", _defaults.compression, ["none", "gzip"], "Shard compression.")
-flags.DEFINE_string(
-    "output_prefix", _defaults.output_prefix, "Shard name prefix (`eval` for eval records)."
-)
-flags.mark_flags_as_required(["input_file", "output_dir", "vocab_file"])
+def define_flags() -> None:
+    """The command's absl flags; defined only when it runs as a program, since other stages
+    (imported beside this one in tests) define flags of the same names."""
+    defaults = PretrainingDataConfig()
+    flags.DEFINE_string(
+        "input_file", None, "Comma-separated globs of text shards (local or gs://)."
+    )
+    flags.DEFINE_string("output_dir", None, "Where the TFRecord shards and metadata.json go.")
+    flags.DEFINE_string("vocab_file", None, "The WordPiece vocab the text is tokenized with.")
+    flags.DEFINE_bool("do_lower_case", defaults.do_lower_case, "Lower-case (for uncased vocabs).")
+    flags.DEFINE_bool(
+        "do_whole_word_mask", defaults.do_whole_word_mask, "Mask whole words, not single pieces."
+    )
+    flags.DEFINE_integer("max_seq_length", defaults.max_seq_length, "Tokens per instance.")
+    flags.DEFINE_integer(
+        "max_predictions_per_seq", defaults.max_predictions_per_seq, "Masked-LM slots per instance."
+    )
+    flags.DEFINE_float("masked_lm_prob", defaults.masked_lm_prob, "Fraction of tokens masked.")
+    flags.DEFINE_integer(
+        "dupe_factor", defaults.dupe_factor, "Passes over the corpus, each with different masks."
+    )
+    flags.DEFINE_float(
+        "short_seq_prob", defaults.short_seq_prob, "Chance of a shorter target length."
+    )
+    flags.DEFINE_integer("random_seed", defaults.random_seed, "Seed of every random draw.")
+    flags.DEFINE_integer("num_shards", defaults.num_shards, "Output TFRecord files.")
+    flags.DEFINE_enum("compression", defaults.compression, ["none", "gzip"], "Shard compression.")
+    flags.DEFINE_string(
+        "output_prefix", defaults.output_prefix, "Shard name prefix (`eval` for eval records)."
+    )
+    flags.mark_flags_as_required(["input_file", "output_dir", "vocab_file"])
+
 
 _CONFIG_FLAGS = (
     "do_lower_case",
@@ -683,4 +690,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=beam_options.parse_flags)

@@ -73,6 +73,21 @@ def uniform(keys: np.ndarray, *, stream: int, width: int) -> np.ndarray:
     return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
+def uniform_at(keys: np.ndarray, columns: np.ndarray, *, stream: int) -> np.ndarray:
+    """Single draws of `uniform`: `uniform_at(keys[r], c)` equals `uniform(keys, ...)[r, c]`.
+
+    Args:
+      keys: uint64 [n], the row key of each draw.
+      columns: int [n], the column of each draw.
+
+    Returns:
+      float64 [n].
+    """
+    counters = np.asarray(columns, dtype=np.uint64) + np.uint64(stream * _STREAM_STRIDE + 1)
+    mixed = splitmix64(np.asarray(keys, dtype=np.uint64) + counters * _GOLDEN)
+    return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
 def instance_keys(base_key: int, count: int) -> np.ndarray:
     """`count` independent uint64 keys derived from one 64-bit `base_key` (e.g. a hash of the
     seed, the document id and the dupe index), one per instance."""
@@ -191,6 +206,53 @@ def _select_words(
     return chosen
 
 
+def _choose_tokens(
+    candidates: np.ndarray, order_draws: np.ndarray, budgets: np.ndarray
+) -> np.ndarray | None:
+    """Per-token masking: the `budget` candidates with the smallest draws, found with one
+    sort of the draws instead of an argsort. Returns None on a tie (never seen in practice:
+    draws have 53 random bits), for the general path to decide."""
+    width = candidates.shape[1]
+    draws = np.where(candidates, order_draws, 2.0)
+    kth = np.minimum(budgets, width) - 1
+    threshold = np.sort(draws, axis=1)[np.arange(len(draws)), kth]
+    chosen = candidates & (draws <= threshold[:, None])
+    if (chosen.sum(axis=1) > budgets).any():
+        return None
+    return chosen
+
+
+def _choose_words(
+    input_ids: np.ndarray,
+    candidates: np.ndarray,
+    order_draws: np.ndarray,
+    budgets: np.ndarray,
+    is_continuation: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-word (or per-token) masking with the reference's skips.
+
+    Returns:
+      chosen: bool [batch, width]; unit_start: int64 [batch, width], the column where each
+      position's unit (word) begins.
+    """
+    batch, width = input_ids.shape
+    starts = word_starts(input_ids, candidates, is_continuation=is_continuation)
+    unit = np.maximum(np.cumsum(starts, axis=1) - 1, 0)  # each position's unit, left to right
+    rows = np.broadcast_to(np.arange(batch)[:, None], (batch, width))
+    flat_unit = (rows * width + unit)[candidates]
+    unit_lengths = np.bincount(flat_unit, minlength=batch * width).reshape(batch, width)
+    # One random visiting key per unit: the draw at its first position.
+    unit_keys = np.full((batch, width), np.inf)
+    unit_keys[rows[starts], unit[starts]] = order_draws[starts]
+    chosen_units = _select_words(unit_lengths, unit_keys, budgets)
+    chosen = candidates & np.take_along_axis(chosen_units, unit, axis=1)
+    start_column = np.zeros((batch, width), dtype=np.int64)
+    start_column[rows[starts], unit[starts]] = np.broadcast_to(np.arange(width), (batch, width))[
+        starts
+    ]
+    return chosen, np.take_along_axis(start_column, unit, axis=1)
+
+
 def mask_batch(
     input_ids: np.ndarray,
     lengths: np.ndarray,
@@ -225,63 +287,56 @@ def mask_batch(
     lengths = np.asarray(lengths, dtype=np.int64)
     keys = np.asarray(keys, dtype=np.uint64)
     random_token_ids = np.asarray(random_token_ids, dtype=np.int32)
-    positions = np.arange(width)[None, :]
-    candidates = (positions < lengths[:, None]) & (input_ids != cls_id) & (input_ids != sep_id)
+    candidates = (
+        (np.arange(width)[None, :] < lengths[:, None])
+        & (input_ids != cls_id)
+        & (input_ids != sep_id)
+    )
     budgets = num_to_predict(
         lengths, masked_lm_prob=masked_lm_prob, max_predictions_per_seq=max_predictions_per_seq
     )
-
-    # Units (words, or single tokens) numbered left to right within each row.
-    starts = word_starts(input_ids, candidates, is_continuation=is_continuation)
-    unit = np.cumsum(starts, axis=1) - 1  # the unit of each position (valid on candidates)
-    rows = np.broadcast_to(np.arange(batch)[:, None], (batch, width))
-    flat_unit = (rows * width + np.maximum(unit, 0))[candidates]
-    unit_lengths = np.bincount(flat_unit, minlength=batch * width).reshape(batch, width)
-    # One random visiting key per unit: the draw at its first position.
     order_draws = uniform(keys, stream=STREAM_CANDIDATE_ORDER, width=width)
-    unit_keys = np.full((batch, width), np.inf)
-    unit_keys[rows[starts], unit[starts]] = order_draws[starts]
-
-    chosen_units = _select_words(unit_lengths, unit_keys, budgets)
-    chosen = candidates & np.take_along_axis(chosen_units, np.maximum(unit, 0), axis=1)
-
-    # 80/10/10, decided once per unit (at its first position) and shared by its pieces.
-    action_draws = uniform(keys, stream=STREAM_ACTION, width=width)
-    unit_draw = np.zeros((batch, width))
-    unit_draw[rows[starts], unit[starts]] = action_draws[starts]
-    draw = np.take_along_axis(unit_draw, np.maximum(unit, 0), axis=1)
-    actions = np.full((batch, width), ACTION_NONE, dtype=np.int8)
-    actions[chosen & (draw < 0.8)] = ACTION_MASK
-    actions[chosen & (draw >= 0.8) & (draw < 0.9)] = ACTION_KEEP
-    actions[chosen & (draw >= 0.9)] = ACTION_RANDOM
-
+    chosen = None
+    if is_continuation is None:
+        chosen = _choose_tokens(candidates, order_draws, budgets)
+    if chosen is None:
+        chosen, unit_start = _choose_words(
+            input_ids, candidates, order_draws, budgets, is_continuation
+        )
+    # The chosen positions, row by row, ascending (np.nonzero walks the matrix in row order).
+    rows, columns = np.nonzero(chosen)
+    start_columns = columns if is_continuation is None else unit_start[rows, columns]
+    row_keys = keys[rows]
+    # 80/10/10, decided once per unit (drawn at its first position), shared by its pieces.
+    draw = uniform_at(row_keys, start_columns, stream=STREAM_ACTION)
+    action = np.where(draw < 0.8, ACTION_MASK, np.where(draw < 0.9, ACTION_KEEP, ACTION_RANDOM))
+    actions = np.zeros((batch, width), dtype=np.int8)
+    actions[rows, columns] = action
     masked_ids = input_ids.astype(np.int32, copy=True)
-    masked_ids[actions == ACTION_MASK] = mask_id
-    is_random = actions == ACTION_RANDOM
+    is_mask = action == ACTION_MASK
+    masked_ids[rows[is_mask], columns[is_mask]] = mask_id
+    is_random = action == ACTION_RANDOM
     if is_random.any():
-        token_draws = uniform(keys, stream=STREAM_RANDOM_TOKEN, width=width)[is_random]
+        token_draws = uniform_at(
+            row_keys[is_random], columns[is_random], stream=STREAM_RANDOM_TOKEN
+        )
         picks = np.minimum(
             (token_draws * len(random_token_ids)).astype(np.int64), len(random_token_ids) - 1
         )
-        masked_ids[is_random] = random_token_ids[picks]
+        masked_ids[rows[is_random], columns[is_random]] = random_token_ids[picks]
 
-    # Chosen positions in ascending order: a stable sort puts the True columns first, in order.
-    first_chosen = np.argsort(~chosen, axis=1, kind="stable")
-    count = chosen.sum(axis=1)
-    take = min(width, max_predictions_per_seq)
-    slots = np.arange(max_predictions_per_seq)[None, :]
-    valid = slots < count[:, None]
-    predicted_positions = np.zeros((batch, max_predictions_per_seq), dtype=np.int64)
-    predicted_positions[:, :take] = first_chosen[:, :take]
-    predicted_positions = np.where(valid, predicted_positions, 0)
-    predicted_ids = np.where(
-        valid, np.take_along_axis(input_ids, predicted_positions, axis=1), 0
-    ).astype(np.int32)
+    per_row = np.bincount(rows, minlength=batch)
+    slots = np.arange(len(rows)) - (np.cumsum(per_row) - per_row)[rows]
+    predicted_positions = np.zeros((batch, max_predictions_per_seq), dtype=np.int32)
+    predicted_ids = np.zeros((batch, max_predictions_per_seq), dtype=np.int32)
+    predicted_positions[rows, slots] = columns
+    predicted_ids[rows, slots] = input_ids[rows, columns]
+    weights = (np.arange(max_predictions_per_seq)[None, :] < per_row[:, None]).astype(np.float32)
     return MaskedBatch(
         input_ids=masked_ids,
-        masked_lm_positions=predicted_positions.astype(np.int32),
+        masked_lm_positions=predicted_positions,
         masked_lm_ids=predicted_ids,
-        masked_lm_weights=valid.astype(np.float32),
+        masked_lm_weights=weights,
         actions=actions,
     )
 

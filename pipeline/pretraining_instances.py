@@ -68,7 +68,7 @@ class PretrainingDataConfig:
     output_prefix: str = "train"  # shard names <prefix>-00000-of-00064.tfrecord
     # Buckets of documents: the pool a random B is drawn from, and the unit of work.
     min_bucket_documents: int = 64  # fewer buckets rather than buckets smaller than this
-    max_bucket_tokens: int = 16_000_000  # a bucket is held in memory: ~32-64 MB at this size
+    max_bucket_bytes: int = 64 << 20  # text per bucket; one is held tokenized (~1/2 the bytes)
     parallel_buckets: int = 256  # how many buckets to aim for (when documents allow)
     # Reading.
     split_bytes: int = 16 << 20  # input files are read in byte ranges of this size
@@ -98,7 +98,7 @@ class PretrainingDataConfig:
             "dupe_factor",
             "num_shards",
             "min_bucket_documents",
-            "max_bucket_tokens",
+            "max_bucket_bytes",
             "parallel_buckets",
             "split_bytes",
             "max_document_bytes",
@@ -235,6 +235,91 @@ class SegmentCounts:
             counts[field.name] += getattr(self, field.name)
 
 
+def _randint(rng: random.Random, low: int, high: int) -> int:
+    """Uniform in [low, high], like `rng.randint` but three times faster (one `random()` call;
+    its 53 bits make the bias negligible for any length a document has)."""
+    return low + int(rng.random() * (high - low + 1))
+
+
+def _plan_chunks(
+    offsets: Sequence[int],
+    *,
+    can_draw_random: bool,
+    max_num_tokens: int,
+    short_seq_prob: float,
+    rng: random.Random,
+    counts: SegmentCounts,
+) -> Iterator[tuple[bool, int, int, int, int, int]]:
+    """The structure of one pass over a document: where chunks end, where A ends, the labels.
+
+    Only `rng` (the structure generator) is drawn from, and only this document's sentence
+    lengths are read, so the number of instances is known without looking at other documents.
+
+    Yields:
+      (is_random_next, a_start, a_end, b_start, b_end, target_b_length) in tokens; for a
+      random B, b_start = b_end = -1 (chosen later, from another document).
+    """
+    num_sentences = len(offsets) - 1
+    # Usually fill the sequence; sometimes (short_seq_prob) aim shorter, to lessen the mismatch
+    # with the short inputs of fine-tuning. A target, not a limit: chunks end at sentences.
+    target_seq_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target_seq_length = _randint(rng, 2, max_num_tokens)
+    chunk_start = 0  # first sentence of the current chunk
+    i = 0
+    while i < num_sentences:
+        if i == num_sentences - 1 or offsets[i + 1] - offsets[chunk_start] >= target_seq_length:
+            chunk_sentences = i - chunk_start + 1
+            # How many of the chunk's sentences go to A.
+            a_sentences = _randint(rng, 1, chunk_sentences - 1) if chunk_sentences >= 2 else 1
+            is_random_next = rng.random() < 0.5  # FIX: tossed for single sentences too
+            a_start, a_end = offsets[chunk_start], offsets[chunk_start + a_sentences]
+            if is_random_next:
+                if can_draw_random:
+                    yield True, a_start, a_end, -1, -1, target_seq_length - (a_end - a_start)
+                else:
+                    counts.skipped_no_other_document += 1
+                # The chunk's sentences after A were not used: they start the next chunk.
+                i -= chunk_sentences - a_sentences
+            elif chunk_sentences >= 2:
+                yield False, a_start, a_end, a_end, offsets[i + 1], 0
+            elif i + 1 < num_sentences:
+                # FIX: a lone long sentence; its actual next sentence is B.
+                i += 1
+                yield False, a_start, a_end, a_end, offsets[i + 1], 0
+            elif i >= 1:
+                # FIX: a document's lone last sentence is B; A is the sentences before it, as
+                # many as the target needs (so the instance is as full as a random-B one).
+                first = i - 1
+                while first > 0 and offsets[i + 1] - offsets[first] < target_seq_length:
+                    first -= 1
+                yield False, offsets[first], offsets[i], offsets[i], offsets[i + 1], 0
+            else:
+                counts.skipped_single_sentence_document += 1
+            chunk_start = i + 1
+        i += 1
+
+
+def count_segments(
+    sentence_offsets: Sequence[Sequence[int]],
+    document_index: int,
+    *,
+    max_seq_length: int,
+    short_seq_prob: float,
+    rng: random.Random,
+) -> int:
+    """How many segments `create_segments` makes with the same arguments (structure only)."""
+    plan = _plan_chunks(
+        sentence_offsets[document_index],
+        can_draw_random=len(sentence_offsets) > 1,
+        max_num_tokens=max_seq_length - 3,
+        short_seq_prob=short_seq_prob,
+        rng=rng,
+        counts=SegmentCounts(),
+    )
+    return sum(1 for _ in plan)
+
+
 def create_segments(
     sentence_offsets: Sequence[Sequence[int]],
     document_index: int,
@@ -242,6 +327,7 @@ def create_segments(
     max_seq_length: int,
     short_seq_prob: float,
     rng: random.Random,
+    pair_rng: random.Random | None = None,
     counts: SegmentCounts | None = None,
 ) -> list[Segment]:
     """The sentence pairs of one pass over one document (the reference's
@@ -253,99 +339,74 @@ def create_segments(
       document_index: the document to cut; the others are the pool for random B segments.
       max_seq_length: instance length, 3 of which are [CLS] [SEP] [SEP].
       short_seq_prob: chance of a random shorter target length for this pass.
-      rng: seeded from (seed, document id, dupe index).
+      rng: the structure generator (chunks, A/B split, labels), seeded from (seed, document
+        id, dupe index).
+      pair_rng: the content generator (which random B, truncation sides); another seed from
+        the same keys. Two generators, so that the count of instances (`count_segments`)
+        needs neither the other documents nor the truncation draws. Defaults to `rng`.
       counts: accumulates what happened, if given.
 
     Returns:
       The segments, in document order.
     """
     counts = counts if counts is not None else SegmentCounts()
-    offsets = sentence_offsets[document_index]
-    num_sentences = len(offsets) - 1
+    pair_rng = pair_rng if pair_rng is not None else rng
     num_documents = len(sentence_offsets)
     max_num_tokens = max_seq_length - 3
-    # Usually fill the sequence; sometimes (short_seq_prob) aim shorter, to lessen the mismatch
-    # with the short inputs of fine-tuning. A target, not a limit: chunks end at sentences.
-    target_seq_length = max_num_tokens
-    if rng.random() < short_seq_prob:
-        target_seq_length = rng.randint(2, max_num_tokens)
-
     segments: list[Segment] = []
-    chunk_start = 0  # first sentence of the current chunk
-    i = 0
-    while i < num_sentences:
-        current_length = offsets[i + 1] - offsets[chunk_start]
-        if i == num_sentences - 1 or current_length >= target_seq_length:
-            chunk_sentences = i - chunk_start + 1
-            # How many of the chunk's sentences go to A.
-            a_sentences = rng.randint(1, chunk_sentences - 1) if chunk_sentences >= 2 else 1
-            is_random_next = rng.random() < 0.5  # FIX: tossed for single sentences too
-            a_start, a_end = offsets[chunk_start], offsets[chunk_start + a_sentences]
-            a_document = b_document = document_index
-            segment = None
-            if is_random_next:
-                if num_documents < 2:
-                    counts.skipped_no_other_document += 1
-                else:
-                    target_b_length = target_seq_length - (a_end - a_start)
-                    # FIX: uniform over the *other* documents of the bucket.
-                    b_document = rng.randrange(num_documents - 1)
-                    if b_document >= document_index:
-                        b_document += 1
-                    b_offsets = sentence_offsets[b_document]
-                    b_sentences = len(b_offsets) - 1
-                    first = rng.randint(0, b_sentences - 1)
-                    last = first  # grow B a sentence at a time until it reaches its target
-                    while last < b_sentences - 1 and b_offsets[last + 1] - b_offsets[first] < (
-                        target_b_length
-                    ):
-                        last += 1
-                    segment = (a_start, a_end, b_offsets[first], b_offsets[last + 1])
-                # The chunk's sentences after A were not used: they start the next chunk.
-                i -= chunk_sentences - a_sentences
-            elif chunk_sentences >= 2:
-                segment = (a_start, a_end, a_end, offsets[i + 1])
-            elif i + 1 < num_sentences:
-                # FIX: a lone long sentence; its actual next sentence is B.
-                i += 1
-                segment = (a_start, a_end, a_end, offsets[i + 1])
-            elif i >= 1:
-                # FIX: a document's lone last sentence is B; A is the sentences before it, as
-                # many as the target needs (so the instance is as full as a random-B one).
-                first = i - 1
-                while first > 0 and offsets[i + 1] - offsets[first] < target_seq_length:
-                    first -= 1
-                segment = (offsets[first], offsets[i], offsets[i], offsets[i + 1])
-            else:
-                counts.skipped_single_sentence_document += 1
-            if segment is not None:
-                a_start, a_end, b_start, b_end = segment
-                from_a, from_b = truncation_amounts(
-                    a_end - a_start, b_end - b_start, max_num_tokens=max_num_tokens
-                )
-                front_a = _split_front_back(from_a, rng)
-                front_b = _split_front_back(from_b, rng)
-                segments.append(
-                    Segment(
-                        a_document,
-                        a_start + front_a,
-                        a_end - (from_a - front_a),
-                        b_document,
-                        b_start + front_b,
-                        b_end - (from_b - front_b),
-                        is_random_next,
-                    )
-                )
-                counts.segments += 1
-                counts.random_next_segments += is_random_next
-            chunk_start = i + 1
-        i += 1
+    plan = _plan_chunks(
+        sentence_offsets[document_index],
+        can_draw_random=num_documents > 1,
+        max_num_tokens=max_num_tokens,
+        short_seq_prob=short_seq_prob,
+        rng=rng,
+        counts=counts,
+    )
+    for is_random_next, a_start, a_end, b_start, b_end, target_b_length in plan:
+        b_document = document_index
+        if is_random_next:
+            # FIX: uniform over the *other* documents of the bucket.
+            b_document = int(pair_rng.random() * (num_documents - 1))
+            if b_document >= document_index:
+                b_document += 1
+            b_offsets = sentence_offsets[b_document]
+            b_sentences = len(b_offsets) - 1
+            first = int(pair_rng.random() * b_sentences)
+            last = first  # grow B a sentence at a time until it reaches its target
+            while last < b_sentences - 1 and b_offsets[last + 1] - b_offsets[first] < (
+                target_b_length
+            ):
+                last += 1
+            b_start, b_end = b_offsets[first], b_offsets[last + 1]
+        from_a, from_b = truncation_amounts(
+            a_end - a_start, b_end - b_start, max_num_tokens=max_num_tokens
+        )
+        front_a = _split_front_back(from_a, pair_rng)
+        front_b = _split_front_back(from_b, pair_rng)
+        segments.append(
+            Segment(
+                document_index,
+                a_start + front_a,
+                a_end - (from_a - front_a),
+                b_document,
+                b_start + front_b,
+                b_end - (from_b - front_b),
+                is_random_next,
+            )
+        )
+        counts.random_next_segments += is_random_next
+    counts.segments += len(segments)
     return segments
 
 
 def segment_rng(random_seed: int, doc_id: str, dupe: int) -> random.Random:
-    """The generator of one document's cuts and pairs in one pass."""
+    """The generator of one document's structure (chunks, A/B split, labels) in one pass."""
     return random.Random(stable_hash64("segments", random_seed, doc_id, dupe))
+
+
+def pair_rng(random_seed: int, doc_id: str, dupe: int) -> random.Random:
+    """The generator of one document's pair content (random B, truncation) in one pass."""
+    return random.Random(stable_hash64("pairs", random_seed, doc_id, dupe))
 
 
 def mask_key(random_seed: int, doc_id: str, dupe: int) -> int:
@@ -385,13 +446,13 @@ def bucket_segments(
     segment_counts = SegmentCounts()
     for dupe in range(config.dupe_factor):
         for index, document in enumerate(documents):
-            rng = segment_rng(config.random_seed, document.doc_id, dupe)
             segments = create_segments(
                 sentence_offsets,
                 index,
                 max_seq_length=config.max_seq_length,
                 short_seq_prob=config.short_seq_prob,
-                rng=rng,
+                rng=segment_rng(config.random_seed, document.doc_id, dupe),
+                pair_rng=pair_rng(config.random_seed, document.doc_id, dupe),
                 counts=segment_counts,
             )
             yield dupe, index, segments
@@ -400,8 +461,20 @@ def bucket_segments(
 
 
 def count_bucket_instances(documents: Sequence[Document], *, config: PretrainingDataConfig) -> int:
-    """How many instances `bucket_instances` will make from this bucket (cuts only, no masks)."""
-    return sum(len(segments) for _, _, segments in bucket_segments(documents, config=config))
+    """How many instances `bucket_instances` will make from this bucket (structure only: no
+    random B, no truncation, no masks)."""
+    sentence_offsets = _offsets(documents)
+    return sum(
+        count_segments(
+            sentence_offsets,
+            index,
+            max_seq_length=config.max_seq_length,
+            short_seq_prob=config.short_seq_prob,
+            rng=segment_rng(config.random_seed, document.doc_id, dupe),
+        )
+        for dupe in range(config.dupe_factor)
+        for index, document in enumerate(documents)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
