@@ -28,7 +28,6 @@ give a byte-identical vocab on any runner with any number of workers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import io
 import logging
@@ -194,28 +193,37 @@ class _MinMax(beam.CombineFn):
         return accumulator
 
 
-@functools.total_ordering
-class _Descending:
-    """Wraps a value so that it sorts in reverse: a larger word ranks lower."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __eq__(self, other):
-        return self.value == other.value
-
-    def __lt__(self, other):
-        return self.value > other.value
-
-    def __hash__(self):
-        return hash(self.value)
+# Inverting every UTF-8 byte reverses the order of the encoded strings (UTF-8 sorts as code
+# points do); the 0xFF end marker puts a word before the longer words it is a prefix of.
+_INVERT_BYTES = bytes(range(255, -1, -1))
 
 
-def _word_rank(word_count: tuple[str, int]):
+def _word_rank(word_count: tuple[str, int]) -> tuple[int, bytes]:
     # Top.Of keeps the largest: most frequent first, ties by word (as vocab_learning.rank_words).
-    return (word_count[1], _Descending(word_count[0]))
+    word, count = word_count
+    return count, word.encode("utf-8").translate(_INVERT_BYTES) + b"\xff"
+
+
+class _CharCounts(beam.CombineFn):
+    """(word, count) -> {character: count summed over its occurrences}, one dict in the end."""
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, accumulator: Counter, word_count: tuple[str, int]) -> Counter:
+        word, count = word_count
+        for char in word:
+            accumulator[char] += count
+        return accumulator
+
+    def merge_accumulators(self, accumulators) -> Counter:
+        merged = Counter()
+        for accumulator in accumulators:
+            merged.update(accumulator)
+        return merged
+
+    def extract_output(self, accumulator: Counter) -> dict[str, int]:
+        return dict(accumulator)
 
 
 class SelectLearnerInput(beam.PTransform):
@@ -248,11 +256,9 @@ class SelectLearnerInput(beam.PTransform):
         )
         allowed_chars = (
             candidates
-            | "CharOccurrences" >> beam.FlatMap(lambda wc: ((char, wc[1]) for char in wc[0]))
-            | "SumPerChar" >> beam.CombinePerKey(sum)
-            | "AllChars" >> beam.combiners.ToList()
+            | "CountChars" >> beam.CombineGlobally(_CharCounts())
             | "TopChars"
-            >> beam.Map(lambda pairs: vocab_learning.allowed_characters(dict(pairs), params))
+            >> beam.Map(lambda counts: vocab_learning.allowed_characters(counts, params))
         )
         allowed_words = candidates | "AllowedChars" >> beam.Filter(
             lambda wc, allowed: all(char in allowed for char in wc[0]),

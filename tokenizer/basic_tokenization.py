@@ -28,7 +28,9 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+
+import numpy as np
 
 # Google's `_is_chinese_char`: the CJK Unified Ideographs blocks (not Hiragana, Katakana or
 # Hangul, which are written with spaces or are split into words by WordPiece).
@@ -53,18 +55,12 @@ ASCII_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 Ranges = tuple[tuple[int, int], ...]
 
 
-def _ranges(predicate: Callable[[int], bool]) -> Ranges:
-    """Sorted inclusive code point ranges [(first, last), ...] where `predicate` holds."""
-    ranges: list[tuple[int, int]] = []
-    start = None
-    for code_point in range(sys.maxunicode + 2):
-        inside = code_point <= sys.maxunicode and predicate(code_point)
-        if inside and start is None:
-            start = code_point
-        elif not inside and start is not None:
-            ranges.append((start, code_point - 1))
-            start = None
-    return tuple(ranges)
+def _ranges(mask: np.ndarray) -> Ranges:
+    """Sorted inclusive code point ranges [(first, last), ...] where `mask` (bool [0x110000])."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], mask, [False]]).astype(np.int8)))
+    return tuple(
+        (int(first), int(end) - 1) for first, end in zip(edges[::2], edges[1::2], strict=True)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,30 +76,38 @@ class CharacterClasses:
 
 @functools.cache
 def character_classes() -> CharacterClasses:
-    """Computes the classes once per process (about a second: one pass over all code points)."""
-    categories = [unicodedata.category(chr(cp)) for cp in range(sys.maxunicode + 1)]
+    """Computes the classes once per process (a fraction of a second: one pass over Unicode)."""
+    code_points = np.arange(sys.maxunicode + 1)
+    category_names: dict[str, int] = {}
+    categories = np.fromiter(
+        (
+            category_names.setdefault(unicodedata.category(chr(cp)), len(category_names))
+            for cp in range(sys.maxunicode + 1)
+        ),
+        dtype=np.int8,
+        count=sys.maxunicode + 1,
+    )
 
-    def removed(cp: int) -> bool:
-        if cp in (0x09, 0x0A, 0x0D):
-            return False
-        return cp == 0 or cp == 0xFFFD or categories[cp] in ("Cc", "Cf")
+    def category_in(*names: str) -> np.ndarray:
+        wanted = [category_names[name] for name in names if name in category_names]
+        return np.isin(categories, wanted)
 
-    def whitespace(cp: int) -> bool:
-        # Google splits with str.split(), i.e. on str.isspace(); Zs, tab, newline and CR are all
-        # in it. Characters that are both control and space (\x0b, \x1c...) are deleted first.
-        return chr(cp).isspace() and not removed(cp)
-
-    def punctuation(cp: int) -> bool:
-        if any(first <= cp <= last for first, last in _ASCII_PUNCTUATION_RANGES):
-            return True
-        return categories[cp].startswith("P")
-
+    removed = category_in("Cc", "Cf") | (code_points == 0) | (code_points == 0xFFFD)
+    removed[[0x09, 0x0A, 0x0D]] = False
+    # Google splits with str.split(), i.e. on str.isspace(); Zs, tab, newline and CR are all in
+    # it. Characters that are both control and space (\x0b, \x1c...) are deleted first.
+    whitespace = np.zeros(len(code_points), dtype=bool)
+    whitespace[[cp for cp in range(sys.maxunicode + 1) if chr(cp).isspace()]] = True
+    whitespace &= ~removed
+    punctuation = category_in("Pc", "Pd", "Ps", "Pe", "Pi", "Pf", "Po")
+    for first, last in _ASCII_PUNCTUATION_RANGES:
+        punctuation[first : last + 1] = True
     return CharacterClasses(
         removed=_ranges(removed),
         whitespace=_ranges(whitespace),
         punctuation=_ranges(punctuation),
         cjk=CJK_RANGES,
-        nonspacing_marks=_ranges(lambda cp: categories[cp] == "Mn"),
+        nonspacing_marks=_ranges(category_in("Mn")),
     )
 
 
