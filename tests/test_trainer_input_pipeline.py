@@ -14,19 +14,31 @@ from trainer import input_pipeline
 SEQ, PREDS, VOCAB = 32, 5, 97
 
 
-def write_records(path, count, *, seq=SEQ, preds=PREDS, vocab=VOCAB, seed=0, first_id=0):
-    """Writes `count` valid pretraining records (pipeline.schema) that a model can learn from:
-    each sequence counts up from a random start in steps of 1-3 (mod vocab), so a masked
-    token follows from its neighbours, and the next-sentence label is 1 exactly for step 1.
-    `first_id` > 0 puts the record's index into input_ids[1] (after [CLS]) to trace records.
+def write_records(
+    path, count, *, seq=SEQ, preds=PREDS, vocab=VOCAB, seed=0, first_id=0, weight=1.0
+):
+    """Writes `count` valid pretraining records (pipeline.schema) that a model can learn from.
+
+    Segment A repeats a pattern of 3 tokens drawn from a skewed (Zipf-like) distribution;
+    segment B continues it (next_sentence_labels 0) or repeats a new pattern (1, "random
+    next"). So the masked-LM loss falls fast (token frequencies), then further (copying from
+    3 positions away), and the next-sentence label is visible. `first_id` > 0 puts the record's
+    index into input_ids[1] (after [CLS]) to trace records; `weight` is every prediction's
+    masked_lm_weight.
     """
     rng = np.random.default_rng(seed)
+    frequencies = 1.0 / np.arange(1, vocab - 5 + 1) ** 1.1
+    frequencies /= frequencies.sum()
     options = tf.io.TFRecordOptions(compression_type="GZIP" if str(path).endswith(".gz") else "")
     with tf.io.TFRecordWriter(str(path), options) as writer:
         for index in range(count):
             length = int(rng.integers(seq // 2, seq + 1))
-            start, stride = rng.integers(5, vocab), rng.integers(1, 4)
-            ids = (start + stride * np.arange(length)) % (vocab - 5) + 5
+            half = length // 2
+            random_next = int(rng.integers(0, 2))
+            patterns = rng.choice(vocab - 5, size=(2, 3), p=frequencies) + 5
+            ids = np.tile(patterns[0], length // 3 + 1)[:length]
+            if random_next:
+                ids[half:] = np.tile(patterns[1], length // 3 + 1)[: length - half]
             ids[0], ids[-1] = 2, 3  # [CLS] ... [SEP]
             if first_id:
                 ids[1] = first_id + index
@@ -42,8 +54,8 @@ def write_records(path, count, *, seq=SEQ, preds=PREDS, vocab=VOCAB, seed=0, fir
                 ),
                 "masked_lm_positions": masked,
                 "masked_lm_ids": labels,
-                "masked_lm_weights": np.ones(preds, np.float32),
-                "next_sentence_labels": [int(stride == 1)],
+                "masked_lm_weights": np.full(preds, weight, np.float32),
+                "next_sentence_labels": [random_next],
             }
             schema.check_lengths(features, max_seq_length=seq, max_predictions_per_seq=preds)
             writer.write(schema.serialize(features))

@@ -1,0 +1,408 @@
+"""trainer.training_loop and trainer.run_pretraining, end to end on CPU with BERT-tiny."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline import beam_options, create_pretraining_data, pretraining_instances
+from tests import pretraining_fixtures
+from tests.test_trainer_input_pipeline import PREDS, SEQ, VOCAB, write_metadata, write_records
+from trainer import config as config_lib
+from trainer import distribution, optimization, training_loop
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOGLE_RECORDS = ROOT / "tests" / "data" / "records" / "google-reference-seq128.tfrecord"
+
+
+def read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} from the TensorBoard event files in `folder`."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(tf.io.gfile.glob(f"{folder}/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                number = (
+                    float(tf.make_ndarray(value.tensor))
+                    if value.HasField("tensor")
+                    else value.simple_value
+                )
+                scalars.setdefault(value.tag, []).append((event.step, number))
+    return scalars
+
+
+def tiny_config(tmp_path, **overrides) -> config_lib.PretrainingConfig:
+    values = dict(
+        input_file=str(tmp_path / "records" / "train-*.tfrecord"),
+        output_dir=str(tmp_path / "model"),
+        bert=config_lib.model_config("tiny", vocab_size=VOCAB),
+        max_seq_length=SEQ,
+        max_predictions_per_seq=PREDS,
+        train_batch_size=16,
+        eval_batch_size=16,
+        num_train_steps=6,
+        num_warmup_steps=2,
+        learning_rate=1e-3,
+        steps_per_loop=3,
+        save_checkpoints_steps=3,
+        jit_compile=False,
+    )
+    values.update(overrides)
+    return config_lib.PretrainingConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> Path:
+    """A folder `records/` with two training shards, an eval shard and metadata.json."""
+    root = tmp_path_factory.mktemp("trainer")
+    folder = root / "records"
+    folder.mkdir()
+    files = [folder / f"train-0000{i}-of-00002.tfrecord" for i in range(2)]
+    for index, path in enumerate(files):
+        write_records(path, 400, seed=index)
+    write_records(folder / "eval-00000-of-00001.tfrecord", 64, seed=9)
+    write_metadata(folder, files)
+    return root
+
+
+def test_bert_tiny_learns_and_writes_events_checkpoints_and_eval(records, tmp_path):
+    config = tiny_config(
+        records,
+        output_dir=str(tmp_path / "model"),
+        eval_input_file=str(records / "records" / "eval-*.tfrecord"),
+        train_batch_size=32,
+        num_train_steps=150,
+        num_warmup_steps=10,
+        learning_rate=3e-3,
+        steps_per_loop=30,
+        save_checkpoints_steps=100,
+        do_eval=True,
+    )
+    metrics = training_loop.run(config, strategy=distribution.get_strategy("one_device"))
+    model_dir = tmp_path / "model"
+    train = read_scalars(model_dir / "train")
+    for name in (
+        "mlm_loss",
+        "nsp_loss",
+        "loss",
+        "masked_lm_accuracy",
+        "next_sentence_accuracy",
+        "learning_rate",
+        "examples_per_second",
+        "tokens_per_second",
+        "gradient_norm",
+        "loss_scale",
+    ):
+        assert [step for step, _ in train[name]] == [30, 60, 90, 120, 150], name
+    mlm = [value for _, value in train["mlm_loss"]]
+    # It learns: from chance (ln 97 = 4.57) to below the records' unigram entropy bound.
+    assert mlm[-1] < mlm[0] - 0.2 and mlm[-1] < math.log(VOCAB) - 0.8, mlm
+    # The rate of the last update (step 149): 3e-3 * (1 - 149 / 150), Google's decay.
+    assert train["learning_rate"][-1][1] == pytest.approx(2e-5, rel=1e-4)
+
+    assert metrics["eval_examples"] == 64
+    assert metrics["mlm_loss"] < math.log(VOCAB) - 0.4
+    results = dict(
+        line.split(" = ") for line in (model_dir / "eval_results.txt").read_text().splitlines()
+    )
+    assert results["global_step"] == "150"
+    assert float(results["masked_lm_accuracy"]) == pytest.approx(
+        metrics["masked_lm_accuracy"], rel=1e-5
+    )
+    evaluation = read_scalars(model_dir / "eval")
+    assert evaluation["nsp_loss"] == [(150, pytest.approx(metrics["nsp_loss"], rel=1e-5))]
+
+    # Checkpoints at multiples of save_checkpoints_steps and at the end; config beside them.
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-150")
+    assert (model_dir / "ckpt-120.index").exists()  # the first loop end past 100
+    saved = training_loop.config_from_json((model_dir / "config.json").read_text())
+    assert saved == config
+    assert config_lib.BertConfig.from_json_file(str(model_dir / "bert_config.json")) == config.bert
+
+
+def test_resumes_where_a_killed_run_stopped_with_the_same_learning_rate(records, tmp_path):
+    model_dir = tmp_path / "model"
+    flags = [
+        f"--input_file={records / 'records' / 'train-*.tfrecord'}",
+        f"--output_dir={model_dir}",
+        "--model_size=tiny",  # vocab_size from the records' metadata.json
+        f"--max_seq_length={SEQ}",
+        f"--max_predictions_per_seq={PREDS}",
+        "--train_batch_size=8",
+        "--num_train_steps=100000",
+        "--num_warmup_steps=10",
+        "--learning_rate=1e-3",
+        "--steps_per_loop=1",
+        "--save_checkpoints_steps=3",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainer.run_pretraining", *flags],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (model_dir / "ckpt-6.index").exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    killed_at = int(latest.rsplit("-", 1)[1])
+    assert killed_at >= 6 and killed_at % 3 == 0
+
+    config = tiny_config(
+        records,
+        output_dir=str(model_dir),
+        train_batch_size=8,
+        num_train_steps=killed_at + 2,
+        num_warmup_steps=10,
+        steps_per_loop=1,
+        save_checkpoints_steps=3,
+        jit_compile=None,
+    )
+    trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
+    assert training_loop.restore_or_initialize(trainer, trainer.manager) == killed_at
+    # Weights and optimiser slots come back as saved.
+    reader = tf.train.load_checkpoint(latest)
+    saved_slot = reader.get_tensor("optimizer/m/0/.ATTRIBUTES/VARIABLE_VALUE")
+    np.testing.assert_array_equal(trainer.optimizer.m[0].numpy(), saved_slot)
+    assert np.abs(saved_slot).sum() > 0
+    expected_rate = float(
+        optimization.learning_rate(
+            killed_at, peak_learning_rate=1e-3, num_train_steps=100000, num_warmup_steps=10
+        )
+    )
+    assert float(trainer.learning_rate(trainer.step)) == pytest.approx(
+        float(
+            optimization.learning_rate(
+                killed_at,
+                peak_learning_rate=1e-3,
+                num_train_steps=killed_at + 2,
+                num_warmup_steps=10,
+            )
+        )
+    )
+    # Same schedule as the killed run (same num_train_steps): the same learning rate.
+    resumed = training_loop.Trainer(
+        dataclasses.replace(config, num_train_steps=100000),
+        strategy=distribution.get_strategy("one_device"),
+    )
+    training_loop.restore_or_initialize(resumed, resumed.manager)
+    assert float(resumed.learning_rate(resumed.step)) == pytest.approx(expected_rate, rel=1e-6)
+    logged = dict(read_scalars(model_dir / "train")["learning_rate"])
+    assert logged[killed_at] == pytest.approx(
+        float(
+            optimization.learning_rate(
+                killed_at - 1, peak_learning_rate=1e-3, num_train_steps=100000, num_warmup_steps=10
+            )
+        ),
+        rel=1e-6,
+    )
+
+    training_loop.train(trainer, start_step=killed_at)
+    assert int(trainer.step.numpy()) == killed_at + 2
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{killed_at + 2}")
+
+
+_REPLICAS_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, sys
+    import tensorflow as tf
+
+    # Two logical CPU devices: set before TensorFlow initialises its devices.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainer import training_loop
+
+    base = training_loop.config_from_json(sys.argv[1])
+    runs = {
+        "one": (tf.distribute.OneDeviceStrategy("/cpu:0"), 1),
+        "two": (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), 1),
+        "two_accumulated": (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), 2),
+    }
+    for name, (strategy, micro_batches) in runs.items():
+        config = dataclasses.replace(
+            base,
+            output_dir=f"{base.output_dir}/{name}",
+            gradient_accumulation_steps=micro_batches,
+        )
+        training_loop.run(config, strategy=strategy)
+    """
+)
+
+
+@pytest.mark.slow  # three runs in a fresh TensorFlow process
+def test_one_and_two_replicas_give_the_same_losses(records, tmp_path):
+    config = tiny_config(
+        records,
+        output_dir=str(tmp_path),
+        # No dropout: the replicas draw their masks per replica.
+        bert=config_lib.model_config(
+            "tiny", vocab_size=VOCAB, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+        ),
+        num_train_steps=5,
+        steps_per_loop=1,
+        save_checkpoints_steps=100,
+        train_batch_size=16,
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _REPLICAS_SCRIPT, config.to_json_string()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = {
+        name: read_scalars(tmp_path / name / "train") for name in ("one", "two", "two_accumulated")
+    }
+    for metric in ("mlm_loss", "nsp_loss", "masked_lm_accuracy"):
+        one = np.array([v for _, v in losses["one"][metric]])
+        assert len(one) == 5
+        for other in ("two", "two_accumulated"):
+            np.testing.assert_allclose(
+                [v for _, v in losses[other][metric]], one, rtol=1e-3, err_msg=f"{other} {metric}"
+            )
+    # The runs trained (the loss moved), so equal numbers are not equal initial numbers.
+    assert losses["one"]["loss"][-1][1] != losses["one"]["loss"][0][1]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_run(records, tmp_path, precision):
+    config = tiny_config(records, output_dir=str(tmp_path), mixed_precision=precision)
+    trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
+    policy = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[precision]
+    assert trainer.model.dtype_policy.name == policy
+    metrics = training_loop.train(trainer, start_step=0)
+    assert int(trainer.step.numpy()) == 6
+    assert math.isfinite(metrics["loss"]) and metrics["skipped_steps"] == 0
+    scalars = read_scalars(tmp_path / "train")
+    expected_scale = 2.0**15 if precision == "fp16" else 1.0
+    assert scalars["loss_scale"][-1][1] == expected_scale
+
+
+def test_persistent_non_finite_losses_stop_the_run_without_touching_the_weights(tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    write_records(folder / "train-00000-of-00001.tfrecord", 64, weight=float("nan"))
+    config = tiny_config(
+        tmp_path,
+        mixed_precision="fp16",
+        steps_per_loop=1,
+        max_consecutive_non_finite_steps=3,
+    )
+    trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
+    before = [v.numpy() for v in trainer.model.weights]
+    with pytest.raises(training_loop.NonFiniteLossError, match="3 updates in a row had non-finite"):
+        training_loop.train(trainer, start_step=0)
+    assert int(trainer.step.numpy()) == 0
+    assert float(trainer.loss_scale.scale.numpy()) == 2.0**15 / 8  # halved on every skip
+    for variable, old in zip(trainer.model.weights, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), old)
+    skipped = read_scalars(tmp_path / "model" / "train")["skipped_steps"]
+    assert [value for _, value in skipped] == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow  # the local GCS server answers each request in tens of milliseconds
+def test_gcs_input_and_output(records, gcs_dir):
+    for name in tf.io.gfile.listdir(str(records / "records")):
+        tf.io.gfile.copy(str(records / "records" / name), f"{gcs_dir}/records/{name}")
+    config = tiny_config(
+        records,
+        input_file=f"{gcs_dir}/records/train-*.tfrecord",
+        eval_input_file=f"{gcs_dir}/records/eval-*.tfrecord",
+        output_dir=f"{gcs_dir}/model",
+        num_train_steps=2,
+        steps_per_loop=2,
+        save_checkpoints_steps=2,
+        do_eval=True,
+    )
+    metrics = training_loop.run(config, strategy=distribution.get_strategy("one_device"))
+    assert math.isfinite(metrics["mlm_loss"])
+    names = set(tf.io.gfile.listdir(f"{gcs_dir}/model"))
+    assert {"checkpoint", "ckpt-2.index", "eval_results.txt", "config.json"} <= names
+    assert read_scalars(f"{gcs_dir}/model/train")["mlm_loss"][-1][0] == 2
+    # A second run in the same folder resumes from the gs:// checkpoint.
+    trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
+    assert training_loop.restore_or_initialize(trainer, trainer.manager) == 2
+
+
+def _mlm_loss_falls(config) -> list[float]:
+    training_loop.run(config, strategy=distribution.get_strategy("one_device"))
+    return [value for _, value in read_scalars(Path(config.output_dir) / "train")["mlm_loss"]]
+
+
+def test_trains_on_records_from_googles_reference_script(tmp_path):
+    config = config_lib.PretrainingConfig(
+        input_file=str(GOOGLE_RECORDS),
+        output_dir=str(tmp_path / "model"),
+        bert=config_lib.model_config("tiny"),  # bert-base-uncased vocab: 30522
+        max_seq_length=128,
+        max_predictions_per_seq=20,
+        train_batch_size=16,
+        num_train_steps=40,
+        num_warmup_steps=4,
+        learning_rate=2e-3,
+        steps_per_loop=5,
+        jit_compile=False,
+    )
+    mlm = _mlm_loss_falls(config)
+    # The first 5 steps start near chance, ln(30522) = 10.3.
+    assert mlm[0] > 9.5 and mlm[-1] < mlm[0] - 2.0, mlm
+
+
+def test_trains_on_records_from_create_pretraining_data(tmp_path):
+    shards = pretraining_fixtures.write_book_shards(
+        tmp_path / "text", books=pretraining_fixtures.BOOKS[:1]
+    )
+    records_dir = tmp_path / "records"
+    pipeline = beam.Pipeline(options=beam_options.pipeline_options([]))
+    create_pretraining_data.build_pipeline(
+        pipeline,
+        input_patterns=",".join(str(p) for p in shards),
+        output_dir=str(records_dir),
+        vocab_file=str(pretraining_fixtures.VOCAB),
+        config=pretraining_instances.PretrainingDataConfig(
+            max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1, num_shards=2
+        ),
+    )
+    pipeline.run().wait_until_finish()
+    config = config_lib.PretrainingConfig(
+        input_file=str(records_dir / "train-*.tfrecord"),
+        output_dir=str(tmp_path / "model"),
+        bert=config_lib.model_config("tiny"),
+        max_seq_length=64,
+        max_predictions_per_seq=10,
+        train_batch_size=16,
+        num_train_steps=40,
+        num_warmup_steps=4,
+        learning_rate=2e-3,
+        steps_per_loop=10,
+        jit_compile=False,
+    )
+    mlm = _mlm_loss_falls(config)
+    assert mlm[-1] < mlm[0] - 2.0, mlm
+    # The records' metadata.json is checked: a different max_seq_length stops the run.
+    with pytest.raises(
+        ValueError, match=r"metadata\.json: the records were made with max_seq_length=64"
+    ):
+        training_loop.run(
+            dataclasses.replace(config, max_seq_length=128, output_dir=str(tmp_path / "other")),
+            strategy=distribution.get_strategy("one_device"),
+        )

@@ -1,0 +1,279 @@
+r"""Exports a BERT encoder as a TensorFlow SavedModel in TF Hub's BERT convention.
+
+  python -m trainer.export_saved_model --checkpoint=data/model --output=data/saved_model \
+      --vocab_file=data/vocab.txt --do_lower_case
+
+The checkpoint may be in any format of trainer/checkpoint_formats.py (this trainer's,
+google-research/bert's, Hugging Face's); only the encoder and pooler are exported, in float32.
+
+Signatures:
+  serving_default  input_word_ids, input_mask, input_type_ids: int32 [batch, seq]
+                   -> sequence_output float32 [batch, seq, hidden],
+                      pooled_output float32 [batch, hidden]
+                   Any seq up to the model's max_position_embeddings (longer: an
+                   InvalidArgumentError that says so).
+  serve_text       (with --vocab_file) text: string [batch], one segment per example
+                   -> the same outputs, plus input_word_ids / input_mask / input_type_ids as
+                      tokenized: [CLS] pieces [SEP], cut to --max_seq_length, padded to the
+                      longest in the batch. Loading it needs `import tensorflow_text` (its
+                      WordPiece op).
+The loaded object is also callable Hub-style: `model(dict(input_word_ids=..., input_mask=...,
+input_type_ids=...))`. With a vocab, the SavedModel carries it as the asset `vocab_file` and the
+variable `do_lower_case`, as TF Hub's BERT encoders do.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+from pipeline import metadata, storage
+from tokenizer.bert_tokenizer import BertTokenizer
+from trainer import checkpoint_formats, modeling
+from trainer.config import BertConfig
+
+FLAGS = flags.FLAGS
+
+TEXT_SIGNATURE = "serve_text"
+_INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+class _Untracked:
+    """Holds an object out of TensorFlow's automatic dependency tracking."""
+
+    def __init__(self, layer):
+        self.layer = layer
+
+
+class BertEncoderExport(tf.Module):
+    """The tf.Module that is saved: the encoder, its signatures and the optional tokenizer.
+
+    Args:
+      encoder: a built float32 BertEncoder holding the weights.
+      tokenizer: when given, a `serve_text` function that tokenizes inside the graph.
+      vocab_file: the tokenizer's vocab, stored as an asset.
+      max_seq_length: tokens per example in `serve_text`, [CLS] and [SEP] included.
+    """
+
+    def __init__(
+        self,
+        encoder: modeling.BertEncoder,
+        *,
+        tokenizer: BertTokenizer | None = None,
+        vocab_file: str | None = None,
+        max_seq_length: int = 128,
+    ):
+        super().__init__(name="bert_encoder")
+        # The Keras layer itself is kept out of the saved object graph (Keras 3 lists hide the
+        # transformer layers from it, and walking Keras objects makes saving several times
+        # slower); its TensorFlow variables, which the traced functions capture, are tracked.
+        self._encoder = _Untracked(encoder)
+        self.variables_by_name = {
+            name: variable.value
+            for name, variable in modeling.google_variable_names(encoder).items()
+        }
+        self._max_positions = encoder.config.max_position_embeddings
+        ids_spec = [tf.TensorSpec([None, None], tf.int32, name=name) for name in _INPUT_NAMES]
+        # No autograph: the functions have no Python control flow to convert.
+        self.serve = tf.function(self._encode, input_signature=ids_spec, autograph=False)
+        self.__call__ = tf.function(
+            self._call,
+            input_signature=[dict(zip(_INPUT_NAMES, ids_spec, strict=True))],
+            autograph=False,
+        )
+        if tokenizer is not None:
+            self._tokenizer = tokenizer
+            self._max_seq_length = max_seq_length
+            self.vocab_file = tf.saved_model.Asset(vocab_file)
+            self.do_lower_case = tf.Variable(tokenizer.do_lower_case, trainable=False)
+            self.serve_text = tf.function(
+                self._encode_text,
+                input_signature=[tf.TensorSpec([None], tf.string, name="text")],
+                autograph=False,
+            )
+
+    def _encode(self, input_word_ids, input_mask, input_type_ids):
+        """int32 [batch, seq] ids, mask and segment ids -> {sequence_output [batch, seq,
+        hidden], pooled_output [batch, hidden]} float32."""
+        seq_length = tf.shape(input_word_ids)[1]
+        # Slicing the position table past its end would not fail by itself but give a shape
+        # error deep inside; say what is wrong instead.
+        check = tf.debugging.assert_less_equal(
+            seq_length,
+            self._max_positions,
+            message=f"sequence longer than the model's {self._max_positions} positions",
+        )
+        with tf.control_dependencies([check]):
+            outputs = self._encoder.layer(
+                {
+                    "input_ids": input_word_ids,
+                    "input_mask": input_mask,
+                    "segment_ids": input_type_ids,
+                },
+                training=False,
+            )
+        return {
+            "sequence_output": tf.cast(outputs["sequence_output"], tf.float32),
+            "pooled_output": tf.cast(outputs["pooled_output"], tf.float32),
+        }
+
+    def _call(self, inputs):
+        # A call of the traced `serve` graph, so the encoder is traced once.
+        return self.serve(*(inputs[name] for name in _INPUT_NAMES))
+
+    def _encode_text(self, text):
+        """string [batch] -> the encoder outputs plus the int32 [batch, seq] inputs made."""
+        tokenizer = self._tokenizer
+        pieces = tokenizer.tokenize_tensor(text)[:, : self._max_seq_length - 2]
+        batch = tf.shape(text)[0]
+
+        def column(token_id):  # [batch, 1] ragged column of one id
+            return tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(token_id, tf.int32)))
+
+        ids = tf.concat([column(tokenizer.cls_id), pieces, column(tokenizer.sep_id)], axis=1)
+        input_word_ids = ids.to_tensor(default_value=tokenizer.pad_id)
+        input_mask = tf.ones_like(ids).to_tensor(default_value=0)
+        input_type_ids = tf.zeros_like(input_word_ids)
+        outputs = self.serve(input_word_ids, input_mask, input_type_ids)
+        return {
+            **outputs,
+            "input_word_ids": input_word_ids,
+            "input_mask": input_mask,
+            "input_type_ids": input_type_ids,
+        }
+
+
+def export_saved_model(
+    weights: checkpoint_formats.Weights,
+    output_dir: str,
+    *,
+    vocab_file: str | None = None,
+    do_lower_case: bool = True,
+    max_seq_length: int = 128,
+) -> list[str]:
+    """Writes the SavedModel of the weights' encoder into `output_dir`.
+
+    The SavedModel is written beside the output under a hidden temporary name and renamed
+    into place, then `metadata.json` goes in last, so a folder with it is complete.
+
+    Args:
+      weights: the checkpoint read (any format); needs the encoder and the pooler.
+      output_dir: a new or empty folder (local or gs://).
+      vocab_file: adds the `serve_text` signature with this WordPiece vocab inside.
+      do_lower_case: how the tokenizer treats case (True for uncased vocabs).
+      max_seq_length: tokens per example in `serve_text`, [CLS] and [SEP] included.
+
+    Returns:
+      The files written.
+
+    Raises:
+      ValueError: output_dir not empty, no pooler, vocab size or max_seq_length that does
+        not fit the model.
+    """
+    config = weights.config
+    existing = storage.listdir(output_dir)
+    if existing:
+        raise ValueError(
+            f"{output_dir} already holds files ({', '.join(existing[:5])}); export into a "
+            "new folder"
+        )
+    if not 2 <= max_seq_length <= config.max_position_embeddings:
+        raise ValueError(
+            f"max_seq_length {max_seq_length} must be between 2 and the model's "
+            f"max_position_embeddings {config.max_position_embeddings}"
+        )
+    tokenizer = None
+    if vocab_file:
+        tokenizer = BertTokenizer(vocab_file, do_lower_case=do_lower_case)
+        if tokenizer.vocab_size != config.vocab_size:
+            raise ValueError(
+                f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
+                f"{config.vocab_size}"
+            )
+    encoder = checkpoint_formats.build_encoder(weights)
+    module = BertEncoderExport(
+        encoder, tokenizer=tokenizer, vocab_file=vocab_file, max_seq_length=max_seq_length
+    )
+    signatures = {"serving_default": module.serve.get_concrete_function()}
+    if tokenizer is not None:
+        signatures[TEXT_SIGNATURE] = module.serve_text.get_concrete_function()
+    parent, name = output_dir.rstrip("/").rsplit("/", 1) if "/" in output_dir else (".", output_dir)
+    temporary = storage.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
+    logging.info("saving the SavedModel (%s)", ", ".join(signatures))
+    try:
+        tf.saved_model.save(module, temporary, signatures=signatures)
+        if storage.exists(output_dir):
+            tf.io.gfile.rmtree(output_dir)  # empty, checked above
+        tf.io.gfile.rename(temporary, output_dir)
+    finally:
+        if storage.exists(temporary):
+            tf.io.gfile.rmtree(temporary)
+    files = sorted(
+        storage.join(root, file)
+        for root, _, names in tf.io.gfile.walk(output_dir)
+        for file in names
+    )
+    metadata.write(
+        output_dir,
+        command="trainer.export_saved_model",
+        flags={
+            "checkpoint": weights.source,
+            "vocab_file": vocab_file or "",
+            "do_lower_case": do_lower_case,
+            "max_seq_length": max_seq_length,
+        },
+        inputs=list(weights.files),
+        outputs=files,
+        counts={"parameters": encoder.count_params()},
+        vocab_file=vocab_file,
+        extra={"signatures": sorted(signatures), "bert_config": config.to_dict()},
+    )
+    logging.info("wrote %s: signatures %s", output_dir, ", ".join(sorted(signatures)))
+    return files
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("checkpoint", None, "The checkpoint: any format of convert_checkpoint.")
+    flags.DEFINE_enum(
+        "checkpoint_format",
+        "auto",
+        ["auto", *checkpoint_formats.FORMATS],
+        "Format of --checkpoint.",
+    )
+    flags.DEFINE_string("output", None, "A new folder for the SavedModel.")
+    flags.DEFINE_string(
+        "bert_config_file", "", "The model's bert_config.json; default: the checkpoint's."
+    )
+    flags.DEFINE_string("vocab_file", "", "WordPiece vocab: adds the raw-text signature.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased vocabs).")
+    flags.DEFINE_integer("max_seq_length", 128, "Tokens per example in the raw-text signature.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        config = (
+            BertConfig.from_json_file(FLAGS.bert_config_file) if FLAGS.bert_config_file else None
+        )
+        weights = checkpoint_formats.read(
+            FLAGS.checkpoint, format=FLAGS.checkpoint_format, config=config
+        )
+        export_saved_model(
+            weights,
+            FLAGS.output,
+            vocab_file=FLAGS.vocab_file or None,
+            do_lower_case=FLAGS.do_lower_case,
+            max_seq_length=FLAGS.max_seq_length,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"export_saved_model: {error}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags.mark_flags_as_required(["checkpoint", "output"])
+    app.run(main)
