@@ -80,3 +80,29 @@ clean:
 DEMO_DIR ?= data/demo
 demo: install
 	$(PY) -m launch.demo --output_dir='$(DEMO_DIR)'
+
+# BERT pretraining (trainer.run_pretraining; docs/trainer.md). Defaults: BERT-tiny for a few
+# hundred steps on CPU on the records `make pretraining-data` writes; the vocab size and record
+# shapes come from the records' metadata.json. More flags in TRAIN_FLAGS, e.g.
+# TRAIN_FLAGS="--mixed_precision=bf16 --tpu=my-tpu".
+TRAIN_INPUT ?= data/records/train/*.tfrecord
+TRAIN_EVAL_INPUT ?= data/records/eval/*.tfrecord
+MODEL_DIR ?= data/model
+MODEL_SIZE ?= tiny
+TRAIN_BATCH_SIZE ?= 32
+TRAIN_STEPS ?= 300
+TRAIN_WARMUP_STEPS ?= 30
+TRAIN_LEARNING_RATE ?= 1e-3
+TRAIN_FLAGS ?=
+.PHONY: train tensorboard
+
+train: install pretraining-data
+	$(PY) -m trainer.run_pretraining --input_file='$(TRAIN_INPUT)' \
+		--eval_input_file='$(TRAIN_EVAL_INPUT)' --output_dir='$(MODEL_DIR)' \
+		--model_size=$(MODEL_SIZE) --train_batch_size=$(TRAIN_BATCH_SIZE) \
+		--num_train_steps=$(TRAIN_STEPS) --num_warmup_steps=$(TRAIN_WARMUP_STEPS) \
+		--learning_rate=$(TRAIN_LEARNING_RATE) --steps_per_loop=50 --save_checkpoints_steps=100 \
+		--eval_batch_size=32 --max_eval_steps=50 --do_train --do_eval $(TRAIN_FLAGS)
+
+tensorboard: install
+	$(VENV)/bin/tensorboard --logdir='$(MODEL_DIR)'

@@ -406,3 +406,35 @@ def test_trains_on_records_from_create_pretraining_data(tmp_path):
             dataclasses.replace(config, max_seq_length=128, output_dir=str(tmp_path / "other")),
             strategy=distribution.get_strategy("one_device"),
         )
+
+
+def test_flags_take_open_shapes_and_vocab_size_from_the_records_metadata(records):
+    from absl import flags
+
+    from trainer import run_pretraining
+
+    pattern = str(records / "records" / "train-*.tfrecord")
+    try:
+        flags.FLAGS(["run_pretraining", f"--input_file={pattern}", "--output_dir=/tmp/x"])
+        config = run_pretraining.config_from_flags()
+        assert (config.max_seq_length, config.max_predictions_per_seq) == (SEQ, PREDS)
+        assert config.bert.vocab_size == VOCAB and config.bert.num_hidden_layers == 12
+        assert config.jit_compile is None and config.strategy == "auto"
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(
+            [
+                "run_pretraining",
+                f"--input_file={pattern}",
+                "--output_dir=/tmp/x",
+                "--model_size=tiny",
+                "--max_seq_length=64",
+                "--tpu=pod-v3-32",
+                "--nojit_compile",
+            ]
+        )
+        config = run_pretraining.config_from_flags()
+        assert config.max_seq_length == 64  # given: checked against metadata.json at start
+        assert config.bert.hidden_size == 128 and config.jit_compile is False
+        assert (config.strategy, config.tpu) == ("tpu", "pod-v3-32")
+    finally:
+        flags.FLAGS.unparse_flags()

@@ -37,8 +37,14 @@ flags.DEFINE_integer(
     "Vocab size for --model_size; default: metadata.json beside the records, else 30522.",
 )
 flags.DEFINE_string("init_checkpoint", "", "Checkpoint to take the initial weights from.")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per sequence in the records.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
+flags.DEFINE_integer(
+    "max_seq_length", None, "Tokens per sequence; default: the records' metadata.json, else 128."
+)
+flags.DEFINE_integer(
+    "max_predictions_per_seq",
+    None,
+    "Masked positions per sequence; default: the records' metadata.json, else 20.",
+)
 flags.DEFINE_integer("train_batch_size", 32, "Global batch per optimiser update.")
 flags.DEFINE_integer("eval_batch_size", 8, "Global eval batch.")
 flags.DEFINE_integer("num_train_steps", 100_000, "Optimiser updates.")
@@ -66,20 +72,21 @@ flags.DEFINE_integer("shuffle_buffer_size", 10_000, "Records in the shuffle buff
 flags.DEFINE_integer("seed", 12345, "Seeds shuffling, initialisation and dropout.")
 
 
-def _records_vocab_size(patterns: str) -> int | None:
-    """vocab_size from the metadata.json beside the first matched records, if any."""
+def _records_metadata(patterns: str) -> dict:
+    """The metadata.json beside the first matched records that has one ({} if none)."""
     for pattern in storage.split_patterns(patterns):
         folder = pattern.rstrip("/").rsplit("/", 1)[0] if "/" in pattern else "."
         record = metadata.read(folder)
-        if record and record.get("vocab_size"):
-            return int(record["vocab_size"])
-    return None
+        if record:
+            return record
+    return {}
 
 
 def _bert_config() -> config_lib.BertConfig:
     if FLAGS.bert_config_file:
         return config_lib.BertConfig.from_json_file(FLAGS.bert_config_file)
-    vocab_size = FLAGS.vocab_size or _records_vocab_size(FLAGS.input_file or "") or 30522
+    records = _records_metadata(FLAGS.input_file or FLAGS.eval_input_file or "")
+    vocab_size = FLAGS.vocab_size or records.get("vocab_size") or 30522
     return config_lib.model_config(FLAGS.model_size, vocab_size=vocab_size)
 
 
@@ -94,6 +101,12 @@ def config_from_flags() -> config_lib.PretrainingConfig:
         name: ("" if value is None and name != "jit_compile" else value)
         for name, value in values.items()
     }
+    # Shapes the flags leave open come from the records' metadata.json (else Google's
+    # defaults); given ones are checked against it before the first step.
+    made_with = _records_metadata(FLAGS.input_file or FLAGS.eval_input_file or "").get("flags", {})
+    for name, default in (("max_seq_length", 128), ("max_predictions_per_seq", 20)):
+        if FLAGS[name].value is None:
+            values[name] = int(made_with.get(name, default))
     if FLAGS.tpu and FLAGS.strategy == "auto":
         values["strategy"] = "tpu"
     return config_lib.PretrainingConfig(bert=_bert_config(), **values)
