@@ -4,7 +4,8 @@
 
 Dumps: the bundled multistream sample (1.7 MB, 206 pages, 106 pages wikiextractor keeps), and a
 larger one made by repeating its pages `--copies` times with fresh ids and titles, written as a
-real multistream dump with its index (100 pages a bz2 stream). Both tools read the same file:
+real multistream dump with its index (100 pages a bz2 stream, one of them a small template page,
+as real dumps have templates all over). Both tools read the same file:
 
 - wikiextractor: `python -m wikiextractor.WikiExtractor DUMP --processes P --json` (its default
   template expansion; P extract processes, plus its reader and its output process);
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -72,7 +74,19 @@ def make_repeated_dump(copies: int, folder: Path) -> Path:
                 page = re.sub(r"<id>\d+</id>", f"<id>{page_id}</id>", page, count=1)
                 batch.append(page)
                 stream_pages.append((page_id, new_title))
-                if len(batch) == PAGES_PER_STREAM:
+                if len(batch) == PAGES_PER_STREAM - 1:
+                    # One template page per stream, as in a real dump (English Wikipedia has a
+                    # template in almost every stream of 100 pages): both tools then read the
+                    # whole dump twice, once for templates and once for articles.
+                    template_id = 900_000_000 + len(index_lines)
+                    template_title = f"Template:Bench{template_id}"
+                    batch.append(
+                        f"  <page>\n    <title>{template_title}</title>\n    <ns>10</ns>\n"
+                        f"    <id>{template_id}</id>\n    <revision>\n      <id>1</id>\n"
+                        '      <text xml:space="preserve">benchmark {{{1|}}}</text>\n'
+                        "    </revision>\n  </page>\n"
+                    )
+                    stream_pages.append((template_id, template_title))
                     flush(final=False)
         flush(final=True)
     index = folder / f"enwiki-x{copies}-multistream-index.txt.bz2"
@@ -80,8 +94,9 @@ def make_repeated_dump(copies: int, folder: Path) -> Path:
     return dump
 
 
-def run_measured(command: list[str]) -> tuple[float, float]:
-    """Runs a command; returns (wall seconds, peak RSS MiB of its process tree)."""
+def run_measured(command: list[str]) -> tuple[float, float, float]:
+    """Runs a command; returns (wall seconds, CPU seconds, peak RSS MiB of its process tree)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     # The log goes to a file: a pipe nobody reads until the end could fill up and block.
     with tempfile.TemporaryFile() as log:
@@ -103,26 +118,28 @@ def run_measured(command: list[str]) -> tuple[float, float]:
         stderr = log.read().decode("utf-8", "replace")
     if process.returncode:
         raise RuntimeError(f"{command[:3]} failed:\n{stderr[-3000:]}")
-    return wall, peak / 2**20
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, peak / 2**20
 
 
-def wikiextractor(dump: Path, processes: int, out: Path) -> tuple[float, float, int]:
-    wall, peak = run_measured(
+def wikiextractor(dump: Path, processes: int, out: Path) -> tuple[float, float, float, int]:
+    wall, cpu, peak = run_measured(
         [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", str(out)]
         + ["--json", "--quiet", "--processes", str(processes)]
     )
     articles = sum(1 for file in out.rglob("wiki_*") for _ in file.open(encoding="utf-8"))
-    return wall, peak, articles
+    return wall, cpu, peak, articles
 
 
-def extract_text(dump: Path, processes: int, out: Path) -> tuple[float, float, int]:
-    wall, peak = run_measured(
+def extract_text(dump: Path, processes: int, out: Path) -> tuple[float, float, float, int]:
+    wall, cpu, peak = run_measured(
         [sys.executable, "-m", "pipeline.extract_text", f"--input={dump}", f"--output_dir={out}"]
         + ["--num_shards=4", "--range_mb=0.25", f"--direct_num_workers={processes}"]
         + ["--verbosity=-1"]
     )
     counts = json.loads((out / "metadata.json").read_text())["counts"]
-    return wall, peak, counts["documents"]
+    return wall, cpu, peak, counts["documents"]
 
 
 def bench_dumps(copies: int, process_counts: list[int]) -> None:
@@ -140,9 +157,9 @@ def bench_dumps(copies: int, process_counts: list[int]) -> None:
                     ("extract_text", extract_text),
                 ):
                     out = Path(folder) / f"{name}-{dump.stem}-{processes}"
-                    wall, peak, articles = tool(dump, processes, out)
+                    wall, cpu, peak, articles = tool(dump, processes, out)
                     print(
-                        f"{dump.name[:33]:<34}{name:<14}{processes:>3}{wall:>9.1f}"
+                        f"{dump.name[:33]:<34}{name:<14}{processes:>3}{wall:>9.1f}{cpu:>8.1f}"
                         f"{megabytes / wall:>8.2f}{articles:>10}{articles / wall:>8.1f}{peak:>10.0f}",
                         flush=True,
                     )

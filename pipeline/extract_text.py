@@ -259,10 +259,9 @@ class _CleanArticleFn(beam.DoFn):
             _counter("dropped_too_short").inc()
             yield beam.pvalue.TaggedOutput("drops", "too_short")
             return
-        yield text_shards.Document(
-            doc_id=wikipedia.document_id(page, site),
-            text=text_shards.format_document(document_sentences),
-            num_sentences=len(document_sentences),
+        yield text_shards.Document.of(
+            wikipedia.document_id(page, site),
+            document_sentences,
             version=(page.revision_id, page.timestamp),
         )
 
@@ -396,11 +395,7 @@ class _ReadBookFn(beam.DoFn):
             _counter("dropped_too_short").inc()
             yield beam.pvalue.TaggedOutput("drops", "too_short")
             return
-        yield text_shards.Document(
-            doc_id=book.doc_id,
-            text=text_shards.format_document(document_sentences),
-            num_sentences=len(document_sentences),
-        )
+        yield text_shards.Document.of(book.doc_id, document_sentences)
 
 
 class ReadBooks(beam.PTransform):
@@ -488,7 +483,7 @@ def _write_documents(path: str, documents: Sequence[text_shards.Document]) -> in
     pending_bytes = 0
     with storage.atomic_open(path, "wb") as handle:
         for position, document in enumerate(documents):
-            data = (document.text if position == 0 else "\n" + document.text).encode("utf-8")
+            data = document.data if position == 0 else b"\n" + document.data
             pending.append(data)
             pending_bytes += len(data)
             if pending_bytes >= _WRITE_BYTES:

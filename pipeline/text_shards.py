@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import heapq
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 SPLITS = ("train", "eval")
@@ -33,21 +34,34 @@ BUCKETS_PER_SHARD = 64
 class Document:
     """One document ready to write.
 
+    The text travels zlib-compressed: documents cross a shuffle on their way to their shard,
+    and the local runner holds every shuffled byte in memory (a third of it this way); on
+    Dataflow it cuts the shuffled bytes alike.
+
     Attributes:
       doc_id: stable id (`<dbname>:<page id>:<title>` or `book:<name>:<sha256 prefix>`).
-      text: its sentences, one per line, each line ending in "\\n" (no blank line).
-      num_sentences: how many lines `text` has.
+      compressed: zlib of the UTF-8 text: the sentences, one per line, each ending in "\n".
+      num_sentences: how many lines the text has.
+      num_bytes: the size of the UTF-8 text.
       version: orders duplicates of one `doc_id`: the greatest is kept (e.g. the revision id).
     """
 
     doc_id: str
-    text: str
+    compressed: bytes
     num_sentences: int
+    num_bytes: int
     version: tuple = ()
 
+    @classmethod
+    def of(cls, doc_id: str, sentences: Sequence[str], *, version: tuple = ()) -> Document:
+        """A document from its sentences (each one line, see `format_document`)."""
+        data = format_document(sentences).encode("utf-8")
+        return cls(doc_id, zlib.compress(data, 1), len(sentences), len(data), version)
+
     @property
-    def num_bytes(self) -> int:
-        return len(self.text.encode("utf-8"))
+    def data(self) -> bytes:
+        """The UTF-8 text: one sentence per line, each line ending in "\n"."""
+        return zlib.decompress(self.compressed)
 
 
 def stable_hash(doc_id: str, *, salt: str) -> int:
@@ -102,9 +116,9 @@ def format_document(sentences: Sequence[str]) -> str:
     return "".join(f"{sentence}\n" for sentence in sentences)
 
 
-def shard_text(documents: Iterable[Document]) -> str:
+def shard_bytes(documents: Iterable[Document]) -> bytes:
     """The whole content of one shard: documents in the given order, a blank line between."""
-    return "\n".join(document.text for document in documents)
+    return b"\n".join(document.data for document in documents)
 
 
 def deduplicate(documents: Iterable[Document]) -> tuple[list[Document], int]:
@@ -118,7 +132,15 @@ def deduplicate(documents: Iterable[Document]) -> tuple[list[Document], int]:
     for document in documents:
         seen += 1
         current = kept.get(document.doc_id)
-        if current is None or (document.version, document.text) > (current.version, current.text):
+        if current is None or _newer(document, current):
             kept[document.doc_id] = document
     ordered = sorted(kept.values(), key=lambda document: order_key(document.doc_id))
     return ordered, seen - len(ordered)
+
+
+def _newer(document: Document, other: Document) -> bool:
+    if document.version != other.version:
+        return document.version > other.version
+    # Same version: the text decides (not the compressed bytes, which may differ between zlib
+    # builds), so the choice is the same on every worker.
+    return document.data > other.data

@@ -177,7 +177,7 @@ def test_read_books_step(data_dir, tmp_path):
         ids = documents | beam.Map(lambda document: document.doc_id.split(":")[1])
         assert_that(ids, equal_to(sorted(BOOKS)), label="ids")
         no_boilerplate = documents | beam.Map(
-            lambda d: "Gutenberg" not in d.text and "\n\n" not in d.text
+            lambda d: b"Gutenberg" not in d.data and b"\n\n" not in d.data
         )
         assert_that(no_boilerplate, equal_to([True] * 3), label="clean")
         assert_that(drops, equal_to(["too_short"]), label="drops")

@@ -83,19 +83,20 @@ def test_assign_buckets_balances_bytes_largest_first():
 
 
 def test_shard_format_is_googles():
-    first = text_shards.Document("a", text_shards.format_document(["One.", "Two."]), 2)
-    second = text_shards.Document("b", text_shards.format_document(["Three."]), 1)
-    assert text_shards.shard_text([first, second]) == "One.\nTwo.\n\nThree.\n"
+    first = text_shards.Document.of("a", ["One.", "Two."])
+    second = text_shards.Document.of("b", ["Three."])
+    assert (first.num_sentences, first.num_bytes) == (2, 10)
+    assert text_shards.shard_bytes([first, second]) == b"One.\nTwo.\n\nThree.\n"
     assert text_shards.shard_name("train", 3, 8) == "train-00003-of-00008.txt"
 
 
 def test_deduplicate_keeps_the_newest_and_orders_by_hash():
-    old = text_shards.Document("x", "old\n", 1, version=(5,))
-    new = text_shards.Document("x", "new\n", 1, version=(9,))
-    other = text_shards.Document("y", "y\n", 1)
+    old = text_shards.Document.of("x", ["old"], version=(5,))
+    new = text_shards.Document.of("x", ["new"], version=(9,))
+    other = text_shards.Document.of("y", ["y"])
     kept, dropped = text_shards.deduplicate([new, other, old])
     assert dropped == 1
-    assert {d.text for d in kept} == {"new\n", "y\n"}
+    assert {d.data for d in kept} == {b"new\n", b"y\n"}
     assert kept == text_shards.deduplicate([old, other, new])[0]
 
 
@@ -123,10 +124,9 @@ def test_read_wikipedia_step_on_tinywiki(data_dir, tmp_path):
 
 def test_write_shards_step_balances_and_writes_metadata_last(tmp_path):
     documents = [
-        text_shards.Document(f"doc:{i}", "A sentence.\n" * (1 + i % 7), 1 + i % 7)
-        for i in range(400)
+        text_shards.Document.of(f"doc:{i}", ["A sentence."] * (1 + i % 7)) for i in range(400)
     ]
-    documents.append(text_shards.Document("doc:3", "A sentence.\n" * 4, 4, version=(1,)))
+    documents.append(text_shards.Document.of("doc:3", ["A sentence."] * 4, version=(1,)))
     config = extract_text.ExtractTextConfig(
         input="-", output_dir=str(tmp_path), num_shards=4, num_eval_shards=2, eval_fraction=0.1
     )
