@@ -210,16 +210,15 @@ def test_missing_parts_stay_missing_and_load_weights_keeps_fresh_heads(tmp_path)
     assert_same_weights(checkpoint_formats.read(str(tmp_path / "mlm")), masked_lm)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """BERT-tiny trained for 3 steps by the trainer: (its Trainer, the run's output_dir)."""
-    root = tmp_path_factory.mktemp("trained")
+def pretraining_config(root: Path, **overrides) -> config_lib.PretrainingConfig:
+    """A BERT-tiny run on 64 small records under `root` (written once)."""
     folder = root / "records"
-    folder.mkdir()
-    files = [folder / "train-00000-of-00001.tfrecord"]
-    write_records(files[0], 64, seed=4)
-    write_metadata(folder, files)
-    config = config_lib.PretrainingConfig(
+    if not folder.exists():
+        folder.mkdir(parents=True)
+        files = [folder / "train-00000-of-00001.tfrecord"]
+        write_records(files[0], 64, seed=4)
+        write_metadata(folder, files)
+    values = dict(
         input_file=str(folder / "train-*.tfrecord"),
         output_dir=str(root / "model"),
         bert=config_lib.model_config("tiny", vocab_size=VOCAB),
@@ -233,9 +232,20 @@ def trained(tmp_path_factory):
         save_checkpoints_steps=3,
         jit_compile=False,
     )
+    return config_lib.PretrainingConfig(**{**values, **overrides})
+
+
+def train_tiny(root: Path) -> tuple[training_loop.Trainer, str]:
+    """BERT-tiny trained for 3 steps by the trainer: (its Trainer, the run's output_dir)."""
+    config = pretraining_config(root)
     trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
     training_loop.train(trainer, start_step=0)
     return trainer, config.output_dir
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_tiny(tmp_path_factory.mktemp("trained"))
 
 
 def test_trained_checkpoint_converts_to_every_format_and_loads_back(trained, tmp_path):
@@ -269,6 +279,56 @@ def test_trained_checkpoint_converts_to_every_format_and_loads_back(trained, tmp
         outputs = model(batch)
         for key in ("mlm_logits", "nsp_logits", "sequence_output"):
             np.testing.assert_array_equal(outputs[key].numpy(), reference[key].numpy())
+
+
+def test_init_checkpoint_takes_every_format(trained, tmp_path):
+    """--init_checkpoint: a Google checkpoint (all parts), a Hugging Face BertModel (encoder and
+    pooler: the heads keep their fresh values) and the trainer's own run all initialise a new
+    Trainer's model; one of another architecture is refused with its path."""
+    trained_trainer, trained_dir = trained
+    bert = trained_trainer.config.bert
+    full = random_weights(bert, seed=11)
+    encoder_only = random_weights(bert, parts=("encoder", "pooler"), seed=12)
+    checkpoint_formats.write_google(full, str(tmp_path / "google"))
+    checkpoint_formats.write_huggingface(encoder_only, str(tmp_path / "hf"))
+    trained_values = {
+        n: v.numpy() for n, v in modeling.google_variable_names(trained_trainer.model).items()
+    }
+    cases = {
+        str(tmp_path / "google" / "bert_model.ckpt"): full.tensors,
+        str(tmp_path / "hf"): encoder_only.tensors,
+        trained_dir: trained_values,  # a run's output_dir (its newest checkpoint)
+    }
+    strategy = distribution.get_strategy("one_device")
+    for index, (path, expected) in enumerate(cases.items()):
+        config = pretraining_config(
+            tmp_path, init_checkpoint=path, output_dir=str(tmp_path / f"run-{index}")
+        )
+        trainer = training_loop.Trainer(config, strategy=strategy)
+        fresh = {n: v.numpy() for n, v in modeling.google_variable_names(trainer.model).items()}
+        assert training_loop.restore_or_initialize(trainer, trainer.manager) == 0
+        for name, variable in modeling.google_variable_names(trainer.model).items():
+            np.testing.assert_array_equal(
+                variable.numpy(), expected.get(name, fresh[name]), err_msg=f"{path}: {name}"
+            )
+        assert int(trainer.step.numpy()) == 0  # weights only: not the trained run's step
+
+    wider = config_lib.BertConfig(**{**bert.to_dict(), "intermediate_size": 256})
+    checkpoint_formats.write_huggingface(random_weights(wider), str(tmp_path / "wider"))
+    config = pretraining_config(
+        tmp_path, init_checkpoint=str(tmp_path / "wider"), output_dir=str(tmp_path / "run-x")
+    )
+    trainer = training_loop.Trainer(config, strategy=strategy)
+    with pytest.raises(ValueError, match="intermediate_size: 512 vs 256") as caught:
+        training_loop.restore_or_initialize(trainer, trainer.manager)
+    assert f"--init_checkpoint={tmp_path / 'wider'}" in str(caught.value)
+    config = pretraining_config(
+        tmp_path, init_checkpoint=str(tmp_path / "nothing"), output_dir=str(tmp_path / "run-y")
+    )
+    trainer = training_loop.Trainer(config, strategy=strategy)
+    with pytest.raises(ValueError, match="no TensorFlow checkpoint") as caught:
+        training_loop.restore_or_initialize(trainer, trainer.manager)
+    assert str(tmp_path / "nothing") in str(caught.value)
 
 
 # ---- what is refused ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from pipeline import storage
-from trainer import input_pipeline, modeling, optimization
+from trainer import checkpoint_formats, input_pipeline, modeling, optimization
 from trainer.config import BertConfig, PretrainingConfig
 
 # Order of the metric sums that travel through the all-reduce, packed in one float32 vector.
@@ -413,7 +413,17 @@ def _write_scalars(writer, metrics: Mapping[str, float], step: int) -> None:
 
 def restore_or_initialize(trainer: Trainer, manager: tf.train.CheckpointManager) -> int:
     """Resumes from the newest checkpoint in output_dir, else loads --init_checkpoint's
-    weights (model only), else keeps the fresh initialisation. Returns the step."""
+    weights (model only), else keeps the fresh initialisation. Returns the step.
+
+    --init_checkpoint may be in any format of trainer/checkpoint_formats.py: this trainer's
+    (a prefix or a run's output_dir), google-research/bert's (`bert_model.ckpt`) or a Hugging
+    Face folder. Weights are matched by name; parts it lacks (e.g. the heads of a bare
+    `BertModel`) keep their fresh initialisation, and its training state is ignored.
+
+    Raises:
+      ValueError: init_checkpoint is missing, or does not fit the model (names, shapes or
+        architecture), with the path in the message.
+    """
     config = trainer.config
     if manager.latest_checkpoint:
         trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -421,18 +431,16 @@ def restore_or_initialize(trainer: Trainer, manager: tf.train.CheckpointManager)
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, step)
         return step
     if config.init_checkpoint:
-        path = config.init_checkpoint
-        if storage.exists(path) and tf.io.gfile.isdir(path):
-            path = tf.train.latest_checkpoint(path) or path
         try:
-            status = tf.train.Checkpoint(model=trainer.model).read(path)
-            status.expect_partial().assert_existing_objects_matched()
-        except (tf.errors.OpError, ValueError, AssertionError) as error:
+            weights = checkpoint_formats.load_weights(trainer.model, config.init_checkpoint)
+        except (tf.errors.OpError, ValueError, FileNotFoundError) as error:
             raise ValueError(
                 f"--init_checkpoint={config.init_checkpoint}: cannot load the model weights "
                 f"from it ({type(error).__name__}: {error})"
             ) from error
-        logging.info("initialised the model weights from %s", path)
+        logging.info(
+            "initialised the model weights from %s (%s)", weights.source, ", ".join(weights.parts)
+        )
     return 0
 
 
