@@ -656,37 +656,44 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: ExtractTextConfig) -> bea
 
 FLAGS = flags.FLAGS
 _DEFAULTS = ExtractTextConfig(input="-", output_dir="-")
-flags.DEFINE_string("input", None, "Comma-separated globs of dumps or book files.")
-flags.DEFINE_enum("source", _DEFAULTS.source, SOURCES, "What the input files are.")
-flags.DEFINE_string("output_dir", None, "Folder for the shards and metadata.json.")
-flags.DEFINE_integer("num_shards", _DEFAULTS.num_shards, "Number of train shards.")
-flags.DEFINE_integer("num_eval_shards", _DEFAULTS.num_eval_shards, "Number of eval shards.")
-flags.DEFINE_float(
-    "eval_fraction", _DEFAULTS.eval_fraction, "Share of documents for eval (by id hash)."
-)
-flags.DEFINE_integer(
-    "min_article_chars",
-    _DEFAULTS.min_article_chars,
-    "Drop documents with fewer characters of clean text.",
-)
-flags.DEFINE_bool(
-    "expand_templates", _DEFAULTS.expand_templates, "Expand {{templates}} (wikiextractor)."
-)
-flags.DEFINE_string(
-    "language", _DEFAULTS.language, "Language for sentence rules; default: from the input."
-)
-flags.DEFINE_string(
-    "dump_date", _DEFAULTS.dump_date, "YYYY-MM-DD for date magic words; default: from file name."
-)
-flags.DEFINE_string(
-    "multistream_index", _DEFAULTS.multistream_index, "Index file of a multistream dump."
-)
-flags.DEFINE_bool(
-    "use_multistream_index",
-    _DEFAULTS.use_multistream_index,
-    "Split a multistream dump into parallel byte ranges with its index.",
-)
-flags.DEFINE_float("range_mb", _DEFAULTS.range_mb, "Compressed MiB per parallel read.")
+
+
+def define_flags() -> None:
+    """Defines the command-line flags; only when run as a program, since the stages share
+    flag names (--output_dir, --input) and tests import several of them in one process."""
+    flags.DEFINE_string("input", None, "Comma-separated globs of dumps or book files.")
+    flags.DEFINE_enum("source", _DEFAULTS.source, SOURCES, "What the input files are.")
+    flags.DEFINE_string("output_dir", None, "Folder for the shards and metadata.json.")
+    flags.DEFINE_integer("num_shards", _DEFAULTS.num_shards, "Number of train shards.")
+    flags.DEFINE_integer("num_eval_shards", _DEFAULTS.num_eval_shards, "Number of eval shards.")
+    flags.DEFINE_float(
+        "eval_fraction", _DEFAULTS.eval_fraction, "Share of documents for eval (by id hash)."
+    )
+    flags.DEFINE_integer(
+        "min_article_chars",
+        _DEFAULTS.min_article_chars,
+        "Drop documents with fewer characters of clean text.",
+    )
+    flags.DEFINE_bool(
+        "expand_templates", _DEFAULTS.expand_templates, "Expand {{templates}} (wikiextractor)."
+    )
+    flags.DEFINE_string(
+        "language", _DEFAULTS.language, "Language for sentence rules; default: from the input."
+    )
+    flags.DEFINE_string(
+        "dump_date",
+        _DEFAULTS.dump_date,
+        "YYYY-MM-DD for date magic words; default: from file name.",
+    )
+    flags.DEFINE_string(
+        "multistream_index", _DEFAULTS.multistream_index, "Index file of a multistream dump."
+    )
+    flags.DEFINE_bool(
+        "use_multistream_index",
+        _DEFAULTS.use_multistream_index,
+        "Split a multistream dump into parallel byte ranges with its index.",
+    )
+    flags.DEFINE_float("range_mb", _DEFAULTS.range_mb, "Compressed MiB per parallel read.")
 
 
 def config_from_flags() -> ExtractTextConfig:
@@ -714,5 +721,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flags_as_required(["input", "output_dir"])
     app.run(main, flags_parser=beam_options.parse_flags)

@@ -182,6 +182,23 @@ def test_resumes_where_a_killed_run_stopped_with_the_same_learning_rate(records,
     saved_slot = reader.get_tensor("optimizer/m/0/.ATTRIBUTES/VARIABLE_VALUE")
     np.testing.assert_array_equal(trainer.optimizer.m[0].numpy(), saved_slot)
     assert np.abs(saved_slot).sum() > 0
+    # Every weight of the model, each transformer layer included, is in the checkpoint and
+    # restored from it (Keras 3 keeps layers held in a list out of TF's object graph).
+    saved = {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name.startswith("model/")
+    }
+    assert any("/encoder/layer_1/" in name for name in saved)
+    restored = tf.train.Checkpoint(model=trainer.model)
+    model_keys = {
+        name for name, _ in tf.train.list_variables(restored.write(str(tmp_path / "again")))
+    }
+    assert {name for name in model_keys if name.startswith("model/")} == set(saved)
+    assert len(saved) == len(trainer.model.weights)
+    after = tf.train.load_checkpoint(str(tmp_path / "again"))
+    for name, array in saved.items():
+        np.testing.assert_array_equal(after.get_tensor(name), array, err_msg=name)
     expected_rate = float(
         optimization.learning_rate(
             killed_at, peak_learning_rate=1e-3, num_train_steps=100000, num_warmup_steps=10
@@ -414,27 +431,26 @@ def test_flags_take_open_shapes_and_vocab_size_from_the_records_metadata(records
     from trainer import run_pretraining
 
     pattern = str(records / "records" / "train-*.tfrecord")
-    try:
-        flags.FLAGS(["run_pretraining", f"--input_file={pattern}", "--output_dir=/tmp/x"])
-        config = run_pretraining.config_from_flags()
-        assert (config.max_seq_length, config.max_predictions_per_seq) == (SEQ, PREDS)
-        assert config.bert.vocab_size == VOCAB and config.bert.num_hidden_layers == 12
-        assert config.jit_compile is None and config.strategy == "auto"
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(
-            [
-                "run_pretraining",
-                f"--input_file={pattern}",
-                "--output_dir=/tmp/x",
-                "--model_size=tiny",
-                "--max_seq_length=64",
-                "--tpu=pod-v3-32",
-                "--nojit_compile",
-            ]
-        )
-        config = run_pretraining.config_from_flags()
-        assert config.max_seq_length == 64  # given: checked against metadata.json at start
-        assert config.bert.hidden_size == 128 and config.jit_compile is False
-        assert (config.strategy, config.tpu) == ("tpu", "pod-v3-32")
-    finally:
-        flags.FLAGS.unparse_flags()
+    values = flags.FlagValues()
+    run_pretraining.define_flags(values)
+    values(["run_pretraining", f"--input_file={pattern}", "--output_dir=/tmp/x"])
+    config = run_pretraining.config_from_flags(values)
+    assert (config.max_seq_length, config.max_predictions_per_seq) == (SEQ, PREDS)
+    assert config.bert.vocab_size == VOCAB and config.bert.num_hidden_layers == 12
+    assert config.jit_compile is None and config.strategy == "auto"
+    values.unparse_flags()
+    values(
+        [
+            "run_pretraining",
+            f"--input_file={pattern}",
+            "--output_dir=/tmp/x",
+            "--model_size=tiny",
+            "--max_seq_length=64",
+            "--tpu=pod-v3-32",
+            "--nojit_compile",
+        ]
+    )
+    config = run_pretraining.config_from_flags(values)
+    assert config.max_seq_length == 64  # given: checked against metadata.json at start
+    assert config.bert.hidden_size == 128 and config.jit_compile is False
+    assert (config.strategy, config.tpu) == ("tpu", "pod-v3-32")
