@@ -335,6 +335,12 @@ class _Encoder(keras.layers.Layer):
             )
             for index in range(config.num_hidden_layers)
         ]
+        # Keras 3 keeps a list attribute out of TensorFlow's object graph, so a
+        # tf.train.Checkpoint of the model would silently lack every transformer layer (and a
+        # resumed run would restart them from their initial values). An attribute per layer
+        # puts each in the graph as `encoder/layer_N`; Keras counts each layer's weights once.
+        for layer in self.transformer_layers:
+            setattr(self, layer.name, layer)
 
     def build(self, input_shape=None):
         pass
