@@ -45,6 +45,8 @@ bench: install
 WIKI_INPUT ?= tests/data/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2
 WIKI_SHARDS_DIR ?= data/wiki-shards
 WIKI_NUM_SHARDS ?= 4
+# 10% of the sample's ~100 articles for eval; the command's default (0.005) suits full dumps.
+WIKI_EVAL_FRACTION ?= 0.1
 BOOKS_INPUT ?= tests/data/books/*.txt
 BOOKS_SHARDS_DIR ?= data/books-shards
 BOOKS_NUM_SHARDS ?= 2
@@ -53,7 +55,8 @@ EXTRA_FLAGS ?=
 
 wiki-shards: install
 	$(PY) -m pipeline.extract_text --source=wikipedia --input='$(WIKI_INPUT)' \
-		--output_dir='$(WIKI_SHARDS_DIR)' --num_shards=$(WIKI_NUM_SHARDS) $(EXTRA_FLAGS)
+		--output_dir='$(WIKI_SHARDS_DIR)' --num_shards=$(WIKI_NUM_SHARDS) \
+		--eval_fraction=$(WIKI_EVAL_FRACTION) $(EXTRA_FLAGS)
 
 books-shards: install
 	$(PY) -m pipeline.extract_text --source=books --input='$(BOOKS_INPUT)' \
@@ -70,6 +73,23 @@ VOCAB_FLAGS ?= --do_lower_case --algorithm=wordpiece
 vocab: install wiki-shards books-shards
 	$(PY) -m pipeline.build_vocab --input='$(VOCAB_INPUT)' --output='$(VOCAB_FILE)' \
 		--vocab_size=$(VOCAB_SIZE) $(VOCAB_FLAGS) $(EXTRA_FLAGS)
+
+# Masked-LM + next-sentence TFRecords (pipeline.create_pretraining_data;
+# docs/create_pretraining_data.md): train records from the train shards, eval records from the
+# eval shards, with the vocab above. Google's flags in RECORDS_FLAGS; Beam options in EXTRA_FLAGS.
+RECORDS_DIR ?= data/records
+RECORDS_TRAIN_INPUT ?= $(WIKI_SHARDS_DIR)/train-*.txt,$(BOOKS_SHARDS_DIR)/train-*.txt
+RECORDS_EVAL_INPUT ?= $(WIKI_SHARDS_DIR)/eval-*.txt
+RECORDS_FLAGS ?= --do_lower_case --max_seq_length=128 --max_predictions_per_seq=20 --dupe_factor=3
+.PHONY: pretraining-data
+
+pretraining-data: install vocab
+	$(PY) -m pipeline.create_pretraining_data --input_file='$(RECORDS_TRAIN_INPUT)' \
+		--output_dir='$(RECORDS_DIR)/train' --vocab_file='$(VOCAB_FILE)' --num_shards=4 \
+		$(RECORDS_FLAGS) $(EXTRA_FLAGS)
+	$(PY) -m pipeline.create_pretraining_data --input_file='$(RECORDS_EVAL_INPUT)' \
+		--output_dir='$(RECORDS_DIR)/eval' --vocab_file='$(VOCAB_FILE)' --num_shards=1 \
+		--output_prefix=eval $(RECORDS_FLAGS) --dupe_factor=1 $(EXTRA_FLAGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
