@@ -185,12 +185,30 @@ def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped f
     return dict(total)
 
 
+# Tokenizers built in this process, by vocab: Beam unpickles a DoFn once per stage and bundle
+# processor, and building the WordPiece models costs ~0.2 s each time.
+_TOKENIZERS: dict[tuple[int, bool], object] = {}
+
+
 class ReadAndTokenize(beam.DoFn):
     """Byte range -> tokenized documents (encoded), and one dict of counts per range."""
 
     def __init__(self, tokenizer, *, config: PretrainingDataConfig):
-        self._tokenizer = tokenizer
+        # The vocab travels as its tokens; the tokenizer is rebuilt (once a process) in setup.
+        self._tokens = tuple(sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__))
+        self._do_lower_case = tokenizer.do_lower_case
         self._config = config
+        self._tokenizer = None
+
+    def setup(self):
+        from tokenizer import BertTokenizer
+
+        key = (pretraining_instances.stable_hash64(*self._tokens), self._do_lower_case)
+        if key not in _TOKENIZERS:
+            _TOKENIZERS[key] = BertTokenizer.from_tokens(
+                self._tokens, do_lower_case=self._do_lower_case
+            )
+        self._tokenizer = _TOKENIZERS[key]
 
     def process(self, byte_range):
         counts: Counter = Counter()
@@ -388,7 +406,7 @@ class MergeShard(beam.DoFn):
         try:
             with record_files.TFRecordShardWriter(path, compression=config.compression) as out:
                 for source in sources.tolist():
-                    out.write(readers[source].next())
+                    out.write_framed(readers[source].next())
         finally:
             for reader in readers:
                 reader.close()

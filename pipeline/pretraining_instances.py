@@ -67,7 +67,7 @@ class PretrainingDataConfig:
     compression: str = "none"  # "none" or "gzip" (.tfrecord.gz)
     output_prefix: str = "train"  # shard names <prefix>-00000-of-00064.tfrecord
     # Buckets of documents: the pool a random B is drawn from, and the unit of work.
-    min_bucket_documents: int = 64  # fewer buckets rather than buckets smaller than this
+    min_bucket_documents: int = 256  # fewer buckets rather than buckets smaller than this
     max_bucket_bytes: int = 64 << 20  # text per bucket; one is held tokenized (~1/2 the bytes)
     parallel_buckets: int = 256  # how many buckets to aim for (when documents allow)
     # Reading.
@@ -235,12 +235,6 @@ class SegmentCounts:
             counts[field.name] += getattr(self, field.name)
 
 
-def _randint(rng: random.Random, low: int, high: int) -> int:
-    """Uniform in [low, high], like `rng.randint` but three times faster (one `random()` call;
-    its 53 bits make the bias negligible for any length a document has)."""
-    return low + int(rng.random() * (high - low + 1))
-
-
 def _plan_chunks(
     offsets: Sequence[int],
     *,
@@ -249,55 +243,60 @@ def _plan_chunks(
     short_seq_prob: float,
     rng: random.Random,
     counts: SegmentCounts,
-) -> Iterator[tuple[bool, int, int, int, int, int]]:
+) -> list[tuple[bool, int, int, int, int, int]]:
     """The structure of one pass over a document: where chunks end, where A ends, the labels.
 
-    Only `rng` (the structure generator) is drawn from, and only this document's sentence
-    lengths are read, so the number of instances is known without looking at other documents.
+    Only this document's sentence lengths are read, and `rng` is drawn from a fixed way for
+    them, so the number of instances is known without looking at other documents.
 
-    Yields:
-      (is_random_next, a_start, a_end, b_start, b_end, target_b_length) in tokens; for a
-      random B, b_start = b_end = -1 (chosen later, from another document).
+    Returns:
+      (is_random_next, a_start, a_end, b_start, b_end, target_b_length) in tokens, per chunk;
+      for a random B, b_start = b_end = -1 (chosen later, from another document).
     """
+    uniform = rng.random
     num_sentences = len(offsets) - 1
     # Usually fill the sequence; sometimes (short_seq_prob) aim shorter, to lessen the mismatch
     # with the short inputs of fine-tuning. A target, not a limit: chunks end at sentences.
-    target_seq_length = max_num_tokens
-    if rng.random() < short_seq_prob:
-        target_seq_length = _randint(rng, 2, max_num_tokens)
+    # (Integers are drawn as int(random() * n): like randint, three times faster; 53 random
+    # bits make the bias negligible.)
+    target = max_num_tokens
+    if uniform() < short_seq_prob:
+        target = 2 + int(uniform() * (max_num_tokens - 1))
+    plan = []
     chunk_start = 0  # first sentence of the current chunk
     i = 0
+    last = num_sentences - 1
     while i < num_sentences:
-        if i == num_sentences - 1 or offsets[i + 1] - offsets[chunk_start] >= target_seq_length:
+        if i == last or offsets[i + 1] - offsets[chunk_start] >= target:
             chunk_sentences = i - chunk_start + 1
             # How many of the chunk's sentences go to A.
-            a_sentences = _randint(rng, 1, chunk_sentences - 1) if chunk_sentences >= 2 else 1
-            is_random_next = rng.random() < 0.5  # FIX: tossed for single sentences too
+            a_sentences = 1 + int(uniform() * (chunk_sentences - 1)) if chunk_sentences > 1 else 1
             a_start, a_end = offsets[chunk_start], offsets[chunk_start + a_sentences]
-            if is_random_next:
+            if uniform() < 0.5:  # FIX: tossed for single sentences too
                 if can_draw_random:
-                    yield True, a_start, a_end, -1, -1, target_seq_length - (a_end - a_start)
+                    plan.append((True, a_start, a_end, -1, -1, target - (a_end - a_start)))
                 else:
                     counts.skipped_no_other_document += 1
                 # The chunk's sentences after A were not used: they start the next chunk.
                 i -= chunk_sentences - a_sentences
-            elif chunk_sentences >= 2:
-                yield False, a_start, a_end, a_end, offsets[i + 1], 0
-            elif i + 1 < num_sentences:
+            elif chunk_sentences > 1:
+                plan.append((False, a_start, a_end, a_end, offsets[i + 1], 0))
+            elif i < last:
                 # FIX: a lone long sentence; its actual next sentence is B.
                 i += 1
-                yield False, a_start, a_end, a_end, offsets[i + 1], 0
+                plan.append((False, a_start, a_end, a_end, offsets[i + 1], 0))
             elif i >= 1:
                 # FIX: a document's lone last sentence is B; A is the sentences before it, as
                 # many as the target needs (so the instance is as full as a random-B one).
                 first = i - 1
-                while first > 0 and offsets[i + 1] - offsets[first] < target_seq_length:
+                while first > 0 and offsets[i + 1] - offsets[first] < target:
                     first -= 1
-                yield False, offsets[first], offsets[i], offsets[i], offsets[i + 1], 0
+                plan.append((False, offsets[first], offsets[i], offsets[i], offsets[i + 1], 0))
             else:
                 counts.skipped_single_sentence_document += 1
             chunk_start = i + 1
         i += 1
+    return plan
 
 
 def count_segments(
@@ -309,15 +308,16 @@ def count_segments(
     rng: random.Random,
 ) -> int:
     """How many segments `create_segments` makes with the same arguments (structure only)."""
-    plan = _plan_chunks(
-        sentence_offsets[document_index],
-        can_draw_random=len(sentence_offsets) > 1,
-        max_num_tokens=max_seq_length - 3,
-        short_seq_prob=short_seq_prob,
-        rng=rng,
-        counts=SegmentCounts(),
+    return len(
+        _plan_chunks(
+            sentence_offsets[document_index],
+            can_draw_random=len(sentence_offsets) > 1,
+            max_num_tokens=max_seq_length - 3,
+            short_seq_prob=short_seq_prob,
+            rng=rng,
+            counts=SegmentCounts(),
+        )
     )
-    return sum(1 for _ in plan)
 
 
 def create_segments(
@@ -327,11 +327,14 @@ def create_segments(
     max_seq_length: int,
     short_seq_prob: float,
     rng: random.Random,
-    pair_rng: random.Random | None = None,
     counts: SegmentCounts | None = None,
 ) -> list[Segment]:
     """The sentence pairs of one pass over one document (the reference's
     `create_instances_from_document`, with the FIXes of the module docstring).
+
+    The structure (chunks, A/B split, labels) is drawn first for the whole pass, then the
+    content (which random B, truncation sides), so that `count_segments` can count the
+    instances from the structure alone, without the other documents.
 
     Args:
       sentence_offsets: for every document of the bucket, its sentence boundaries in tokens:
@@ -339,21 +342,15 @@ def create_segments(
       document_index: the document to cut; the others are the pool for random B segments.
       max_seq_length: instance length, 3 of which are [CLS] [SEP] [SEP].
       short_seq_prob: chance of a random shorter target length for this pass.
-      rng: the structure generator (chunks, A/B split, labels), seeded from (seed, document
-        id, dupe index).
-      pair_rng: the content generator (which random B, truncation sides); another seed from
-        the same keys. Two generators, so that the count of instances (`count_segments`)
-        needs neither the other documents nor the truncation draws. Defaults to `rng`.
+      rng: seeded from (seed, document id, dupe index).
       counts: accumulates what happened, if given.
 
     Returns:
       The segments, in document order.
     """
     counts = counts if counts is not None else SegmentCounts()
-    pair_rng = pair_rng if pair_rng is not None else rng
     num_documents = len(sentence_offsets)
     max_num_tokens = max_seq_length - 3
-    segments: list[Segment] = []
     plan = _plan_chunks(
         sentence_offsets[document_index],
         can_draw_random=num_documents > 1,
@@ -362,51 +359,44 @@ def create_segments(
         rng=rng,
         counts=counts,
     )
+    uniform, bits = rng.random, rng.getrandbits
+    segments: list[Segment] = []
+    random_next = 0
     for is_random_next, a_start, a_end, b_start, b_end, target_b_length in plan:
         b_document = document_index
         if is_random_next:
+            random_next += 1
             # FIX: uniform over the *other* documents of the bucket.
-            b_document = int(pair_rng.random() * (num_documents - 1))
+            b_document = int(uniform() * (num_documents - 1))
             if b_document >= document_index:
                 b_document += 1
             b_offsets = sentence_offsets[b_document]
-            b_sentences = len(b_offsets) - 1
-            first = int(pair_rng.random() * b_sentences)
+            b_last = len(b_offsets) - 2
+            first = int(uniform() * (b_last + 1))
             last = first  # grow B a sentence at a time until it reaches its target
-            while last < b_sentences - 1 and b_offsets[last + 1] - b_offsets[first] < (
-                target_b_length
-            ):
+            b_start = b_offsets[first]
+            while last < b_last and b_offsets[last + 1] - b_start < target_b_length:
                 last += 1
-            b_start, b_end = b_offsets[first], b_offsets[last + 1]
-        from_a, from_b = truncation_amounts(
-            a_end - a_start, b_end - b_start, max_num_tokens=max_num_tokens
-        )
-        front_a = _split_front_back(from_a, pair_rng)
-        front_b = _split_front_back(from_b, pair_rng)
+            b_end = b_offsets[last + 1]
+        length_a, length_b = a_end - a_start, b_end - b_start
+        if length_a + length_b > max_num_tokens:
+            from_a, from_b = truncation_amounts(length_a, length_b, max_num_tokens=max_num_tokens)
+            # Each removal is a fair front/back coin in the reference: Binomial(n, 1/2).
+            front_a = bin(bits(from_a)).count("1") if from_a else 0
+            front_b = bin(bits(from_b)).count("1") if from_b else 0
+            a_start, a_end = a_start + front_a, a_end - (from_a - front_a)
+            b_start, b_end = b_start + front_b, b_end - (from_b - front_b)
         segments.append(
-            Segment(
-                document_index,
-                a_start + front_a,
-                a_end - (from_a - front_a),
-                b_document,
-                b_start + front_b,
-                b_end - (from_b - front_b),
-                is_random_next,
-            )
+            Segment(document_index, a_start, a_end, b_document, b_start, b_end, is_random_next)
         )
-        counts.random_next_segments += is_random_next
     counts.segments += len(segments)
+    counts.random_next_segments += random_next
     return segments
 
 
 def segment_rng(random_seed: int, doc_id: str, dupe: int) -> random.Random:
-    """The generator of one document's structure (chunks, A/B split, labels) in one pass."""
+    """The generator of one document's cuts and pairs in one pass."""
     return random.Random(stable_hash64("segments", random_seed, doc_id, dupe))
-
-
-def pair_rng(random_seed: int, doc_id: str, dupe: int) -> random.Random:
-    """The generator of one document's pair content (random B, truncation) in one pass."""
-    return random.Random(stable_hash64("pairs", random_seed, doc_id, dupe))
 
 
 def mask_key(random_seed: int, doc_id: str, dupe: int) -> int:
@@ -452,7 +442,6 @@ def bucket_segments(
                 max_seq_length=config.max_seq_length,
                 short_seq_prob=config.short_seq_prob,
                 rng=segment_rng(config.random_seed, document.doc_id, dupe),
-                pair_rng=pair_rng(config.random_seed, document.doc_id, dupe),
                 counts=segment_counts,
             )
             yield dupe, index, segments

@@ -7,8 +7,8 @@ simple and stable (length, masked CRC32C of the length, data, masked CRC32C of t
 `compression_type="GZIP"`. zlib's gzip header carries no timestamp or file name, so the same
 records always give the same bytes.
 
-Part files are this job's own scratch format between its two steps: a stream of
-little-endian uint32 lengths, each followed by that many bytes.
+Part files, the job's scratch files between its last two steps, are uncompressed TFRecord
+files too: the merge copies their framed records as they are.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ _READ_CHUNK_BYTES = 256 << 10
 _WRITE_BUFFER_BYTES = 1 << 20
 
 
+_LENGTH = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+
+
 def masked_crc32c(data: bytes) -> int:
     """TFRecord's masked CRC32C of `data`."""
     crc = google_crc32c.value(data)
@@ -37,14 +41,9 @@ def masked_crc32c(data: bytes) -> int:
 
 def frame_record(data: bytes) -> bytes:
     """One record in TFRecord framing."""
-    length = struct.pack("<Q", len(data))
+    length = _LENGTH.pack(len(data))
     return b"".join(
-        (
-            length,
-            struct.pack("<I", masked_crc32c(length)),
-            data,
-            struct.pack("<I", masked_crc32c(data)),
-        )
+        (length, _CRC.pack(masked_crc32c(length)), data, _CRC.pack(masked_crc32c(data)))
     )
 
 
@@ -78,8 +77,12 @@ class TFRecordShardWriter:
 
     def write(self, data: bytes) -> None:
         """Appends one serialized record."""
-        self._pending.append(frame_record(data))
-        self._pending_bytes += len(data) + 16
+        self.write_framed(frame_record(data))
+
+    def write_framed(self, framed: bytes) -> None:
+        """Appends one record already in TFRecord framing (e.g. from a part file)."""
+        self._pending.append(framed)
+        self._pending_bytes += len(framed)
         self.records += 1
         if self._pending_bytes >= _WRITE_BUFFER_BYTES:
             self._flush()
@@ -116,8 +119,11 @@ class TFRecordShardWriter:
 
 
 class PartWriter:
-    """Writes a part file (records as uint32 length + bytes) atomically, buffered: a bucket
-    keeps one open per output shard."""
+    """Writes a part file atomically, buffered (a bucket keeps one open per output shard).
+
+    A part file is an uncompressed TFRecord file: records are framed (and their CRCs computed)
+    here, in the parallel per-bucket step, so that merging parts into a shard only copies bytes.
+    """
 
     def __init__(self, path: str):
         self.path = path
@@ -129,9 +135,8 @@ class PartWriter:
         self._pending_bytes = 0
 
     def write(self, data: bytes) -> None:
-        self._pending.append(struct.pack("<I", len(data)))
-        self._pending.append(data)
-        self._pending_bytes += len(data) + 4
+        self._pending.append(frame_record(data))
+        self._pending_bytes += len(data) + 16
         self.records += 1
         if self._pending_bytes >= _WRITE_BUFFER_BYTES:
             self._flush()
@@ -151,8 +156,8 @@ class PartWriter:
 
 
 class PartReader:
-    """Reads a part file's records one at a time, in chunks (many are open at once while a
-    shard is merged, so each keeps a small buffer only)."""
+    """Reads a part file's framed records one at a time, through a small buffer (many are
+    open at once while a shard is merged)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -160,20 +165,31 @@ class PartReader:
         self._buffer = b""
         self._offset = 0
 
-    def _fill(self, needed: int) -> bytes:
-        while len(self._buffer) - self._offset < needed:
-            chunk = self._file.read(max(_READ_CHUNK_BYTES, needed))
+    def next(self) -> bytes:
+        """The next record, framed (length, CRCs and data, as it goes into a TFRecord file)."""
+        buffer, offset = self._buffer, self._offset
+        if len(buffer) - offset >= 8:
+            (length,) = _LENGTH.unpack_from(buffer, offset)
+            end = offset + length + 16
+            if end <= len(buffer):
+                self._offset = end
+                return buffer[offset:end]
+        return self._refill()
+
+    def _refill(self) -> bytes:
+        buffer = self._buffer[self._offset :]
+        while True:
+            if len(buffer) >= 8:
+                needed = _LENGTH.unpack_from(buffer, 0)[0] + 16
+                if len(buffer) >= needed:
+                    self._buffer, self._offset = buffer, needed
+                    return buffer[:needed]
+            else:
+                needed = 8
+            chunk = self._file.read(max(_READ_CHUNK_BYTES, needed - len(buffer)))
             if not chunk:
                 raise ValueError(f"{self.path}: truncated part file")
-            self._buffer = self._buffer[self._offset :] + chunk
-            self._offset = 0
-        data = self._buffer[self._offset : self._offset + needed]
-        self._offset += needed
-        return data
-
-    def next(self) -> bytes:
-        (length,) = struct.unpack("<I", self._fill(4))
-        return self._fill(length)
+            buffer += chunk
 
     def close(self) -> None:
         self._file.close()
