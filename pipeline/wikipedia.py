@@ -98,7 +98,6 @@ _REDIRECT_TEXT_RE = re.compile(
 # after the clean-up below is dropped rather than written.
 _LEFTOVER_TAG_RE = re.compile(r"</?[a-zA-Z][\w:-]*(?:\s[^<>]*)?/?>")
 _LEFTOVER_TEMPLATE_RE = re.compile(r"\{\{[^{}]*\}\}")
-_RESIDUAL_MARKS = ("{{", "}}", "[[", "]]", "{|", "|}", "''")
 _MAGIC_SWITCH_RE = re.compile(r"__[A-Z]+__")
 _HAS_LETTER_RE = re.compile(r"[^\W\d_]")
 # wikiextractor replaces <math> and <code> with "formula_7" / "codice_2": a paragraph that is
@@ -926,6 +925,19 @@ def clean_wikitext(
     return [p for p in (_strip_leftovers(line) for line in paragraphs) if p]
 
 
+def _has_residual_marks(text: str) -> bool:
+    # Spelled out: a chain of substring tests is several times faster than a regex or any().
+    return (
+        "{{" in text
+        or "}}" in text
+        or "[[" in text
+        or "]]" in text
+        or "{|" in text
+        or "|}" in text
+        or "''" in text
+    )
+
+
 def _strip_leftovers(paragraph: str) -> str:
     """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph."""
     text = paragraph
@@ -942,7 +954,7 @@ def _strip_leftovers(paragraph: str) -> str:
     if (
         not text
         or text[0] in "|!"
-        or any(mark in text for mark in _RESIDUAL_MARKS)
+        or _has_residual_marks(text)
         or ("__" in text and _MAGIC_SWITCH_RE.search(text))
         or not _HAS_LETTER_RE.search(text)
         or (text[0] in "fc" and _PLACEHOLDER_ONLY_RE.match(text))

@@ -336,6 +336,10 @@ class WordpieceLearner:
         """The vocab of the highest threshold under `below` with at least `vocab_size` tokens."""
         lower, upper = 1, below - 1
         best = None
+        # The next threshold down usually suffices (the search ended just above the size).
+        if upper >= 1 and len(self.learn_with_threshold(upper)) >= vocab_size:
+            return self.learn_with_threshold(upper)
+        upper -= 1
         while lower <= upper:
             threshold = (lower + upper) // 2
             vocab = self.learn_with_threshold(threshold)
