@@ -337,9 +337,11 @@ class WordpieceLearner:
         lower, upper = 1, below - 1
         best = None
         # The next threshold down usually suffices (the search ended just above the size).
-        if upper >= 1 and len(self.learn_with_threshold(upper)) >= vocab_size:
-            return self.learn_with_threshold(upper)
-        upper -= 1
+        if upper >= 1:
+            vocab = self.learn_with_threshold(upper)
+            if len(vocab) >= vocab_size:
+                return vocab
+            upper -= 1
         while lower <= upper:
             threshold = (lower + upper) // 2
             vocab = self.learn_with_threshold(threshold)
