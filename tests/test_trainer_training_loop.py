@@ -365,6 +365,7 @@ def _mlm_loss_falls(config) -> list[float]:
     return [value for _, value in read_scalars(Path(config.output_dir) / "train")["mlm_loss"]]
 
 
+@pytest.mark.slow  # ~25 s: runs the reference script, then trains
 def test_trains_on_records_from_googles_reference_script(tmp_path):
     config = config_lib.PretrainingConfig(
         input_file=str(GOOGLE_RECORDS),
