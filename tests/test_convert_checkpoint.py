@@ -93,7 +93,6 @@ def test_tensorflow_keys_are_what_tf_train_checkpoint_writes(tmp_path):
             model({"input_ids": tf.zeros((1, 2), tf.int32)})
         else:
             model = modeling.BertPretrainingModel(TINY)
-        checkpoint_formats.track_transformer_layers(model)
         prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / f"ckpt-{encoder_only}"))
         keys = checkpoint_formats.tensorflow_checkpoint_keys(
             TINY.num_hidden_layers, encoder_only=encoder_only

@@ -730,28 +730,6 @@ def write_huggingface(weights: Weights, output_dir: str) -> list[str]:
 # ---- tensorflow (this trainer's) ---------------------------------------------------------
 
 
-def track_transformer_layers(model: keras.layers.Layer) -> None:
-    """Makes the transformer layers children of the encoder in TensorFlow's object graph.
-
-    Keras 3 keeps a list attribute (`_Encoder.transformer_layers`) out of the object graph
-    that `tf.train.Checkpoint` saves, so a checkpoint of the model silently lacks every
-    transformer layer. This tracks each layer under its own name (`layer_N`), as
-    `trainer/modeling.py` should do itself; it does nothing where the layers are already
-    reachable.
-    """
-    encoder_layer = model.bert.encoder if hasattr(model, "bert") else model.encoder
-    view = tf.train.TrackableView(encoder_layer)
-    children = view.children(encoder_layer)
-    reachable = {id(child) for child in children.values()}
-    if all(id(layer) in reachable for layer in encoder_layer.transformer_layers):
-        return
-    if any(children.get(layer.name) is not None for layer in encoder_layer.transformer_layers):
-        # Something else already tracks under these names: leave the graph alone.
-        return
-    for layer in encoder_layer.transformer_layers:
-        encoder_layer._track_trackable(layer, name=layer.name)
-
-
 def _escape(name: str) -> str:
     # TensorFlow's escaping of object names in checkpoint keys (trackable_utils).
     return name.replace(".", "..").replace("/", ".S")
@@ -779,7 +757,6 @@ def _tensorflow_paths(num_hidden_layers: int, *, encoder_only: bool) -> dict[str
         model({"input_ids": tf.zeros((1, 2), tf.int32)})
     else:
         model = modeling.BertPretrainingModel(config)
-    track_transformer_layers(model)
     root = tf.train.Checkpoint(model=model)
     view = tf.train.TrackableView(root)
     paths: dict[int, tuple[str, ...]] = {id(root): ()}
@@ -793,6 +770,8 @@ def _tensorflow_paths(num_hidden_layers: int, *, encoder_only: bool) -> dict[str
     by_name = {}
     for name, variable in modeling.google_variable_names(model).items():
         if id(variable) not in paths:
+            # trainer/modeling.py must keep every layer reachable as an attribute (Keras 3
+            # leaves layers held only in a list out of TensorFlow's object graph).
             raise RuntimeError(f"variable {name} is not in the model's checkpoint object graph")
         by_name[name] = paths[id(variable)]
     return by_name
@@ -859,9 +838,9 @@ def read_tensorflow(
         name in tensors for name in layer_names
     ):
         hint = (
-            "the checkpoint holds no transformer layer at all: it was saved from a model whose "
-            "layers Keras kept out of the checkpoint's object graph (see "
-            "checkpoint_formats.track_transformer_layers); its encoder weights are lost"
+            "the checkpoint holds no transformer layer at all: it was saved by a version of "
+            "trainer/modeling.py whose layers Keras kept out of the checkpoint's object graph; "
+            "its encoder weights are lost"
         )
     elif not model_names and any(name.startswith(("bert/", "cls/")) for name in names):
         hint = "its names are google-research/bert's: it is in the google format"

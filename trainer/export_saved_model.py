@@ -104,7 +104,8 @@ class BertEncoderExport(tf.Module):
         check = tf.debugging.assert_less_equal(
             seq_length,
             self._max_positions,
-            message=f"sequence longer than the model's {self._max_positions} positions",
+            # (No quote characters: the SavedModel stores the message escaped.)
+            message=f"input sequence longer than max_position_embeddings {self._max_positions}",
         )
         with tf.control_dependencies([check]):
             outputs = self._encoder.layer(
@@ -156,8 +157,9 @@ def export_saved_model(
 ) -> list[str]:
     """Writes the SavedModel of the weights' encoder into `output_dir`.
 
-    The SavedModel is written beside the output under a hidden temporary name and renamed
-    into place, then `metadata.json` goes in last, so a folder with it is complete.
+    Locally the SavedModel is written beside the output under a hidden temporary name and
+    renamed into place; on gs:// (no folder rename) it is written in place. Either way
+    `metadata.json` goes in last, so a folder with it is complete.
 
     Args:
       weights: the checkpoint read (any format); needs the encoder and the pooler.
@@ -174,19 +176,22 @@ def export_saved_model(
         not fit the model.
     """
     config = weights.config
+    output_dir = output_dir.rstrip("/")  # renamed into place below: no trailing slash
     existing = storage.listdir(output_dir)
     if existing:
         raise ValueError(
             f"{output_dir} already holds files ({', '.join(existing[:5])}); export into a "
             "new folder"
         )
-    if not 2 <= max_seq_length <= config.max_position_embeddings:
-        raise ValueError(
-            f"max_seq_length {max_seq_length} must be between 2 and the model's "
-            f"max_position_embeddings {config.max_position_embeddings}"
-        )
     tokenizer = None
     if vocab_file:
+        # max_seq_length only shapes serve_text: without a vocab it is not used (and its
+        # default must not refuse a model with fewer than 128 positions).
+        if not 2 <= max_seq_length <= config.max_position_embeddings:
+            raise ValueError(
+                f"max_seq_length {max_seq_length} must be between 2 and the model's "
+                f"max_position_embeddings {config.max_position_embeddings}"
+            )
         tokenizer = BertTokenizer(vocab_file, do_lower_case=do_lower_case)
         if tokenizer.vocab_size != config.vocab_size:
             raise ValueError(
@@ -200,17 +205,25 @@ def export_saved_model(
     signatures = {"serving_default": module.serve.get_concrete_function()}
     if tokenizer is not None:
         signatures[TEXT_SIGNATURE] = module.serve_text.get_concrete_function()
-    parent, name = output_dir.rstrip("/").rsplit("/", 1) if "/" in output_dir else (".", output_dir)
-    temporary = storage.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
     logging.info("saving the SavedModel (%s)", ", ".join(signatures))
-    try:
-        tf.saved_model.save(module, temporary, signatures=signatures)
-        if storage.exists(output_dir):
-            tf.io.gfile.rmtree(output_dir)  # empty, checked above
-        tf.io.gfile.rename(temporary, output_dir)
-    finally:
-        if storage.exists(temporary):
-            tf.io.gfile.rmtree(temporary)
+    if storage.is_remote(output_dir):
+        # Object stores have no folder rename (TensorFlow's GCS filesystem would copy object
+        # by object, no more atomic than writing in place): save into output_dir itself;
+        # metadata.json, written last, marks the folder complete.
+        _save_or_remove(module, output_dir, signatures=signatures)
+    else:
+        # Locally, save beside the output under a hidden name and rename it into place, so
+        # that output_dir never holds a partial SavedModel.
+        parent, name = output_dir.rsplit("/", 1) if "/" in output_dir else (".", output_dir)
+        temporary = storage.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
+        _save_or_remove(module, temporary, signatures=signatures)
+        try:
+            if storage.exists(output_dir):
+                tf.io.gfile.rmtree(output_dir)  # empty, checked above
+            tf.io.gfile.rename(temporary, output_dir)
+        finally:
+            if storage.exists(temporary):
+                tf.io.gfile.rmtree(temporary)
     files = sorted(
         storage.join(root, file)
         for root, _, names in tf.io.gfile.walk(output_dir)
@@ -233,6 +246,16 @@ def export_saved_model(
     )
     logging.info("wrote %s: signatures %s", output_dir, ", ".join(sorted(signatures)))
     return files
+
+
+def _save_or_remove(module: tf.Module, path: str, *, signatures: dict) -> None:
+    """tf.saved_model.save into `path` (new or empty), removing `path` again if it fails."""
+    try:
+        tf.saved_model.save(module, path, signatures=signatures)
+    except BaseException:
+        if storage.exists(path):
+            tf.io.gfile.rmtree(path)
+        raise
 
 
 def define_flags() -> None:
