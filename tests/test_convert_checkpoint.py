@@ -413,6 +413,10 @@ def test_untied_decoder_other_models_and_missing_files_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no TensorFlow checkpoint"):
         checkpoint_formats.read(str(tmp_path / "empty"))
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "bert_model.ckpt.index").write_bytes(b"not an sstable")
+    with pytest.raises(ValueError, match="bert_model.ckpt: not a readable TensorFlow checkpoint"):
+        checkpoint_formats.read(str(tmp_path / "corrupt"))
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="re-save it with transformers"):

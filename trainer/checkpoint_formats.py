@@ -372,6 +372,21 @@ def checkpoint_prefix(path: str) -> str:
     )
 
 
+def _load_checkpoint(prefix: str):
+    """tf.train.load_checkpoint (a CheckpointReader), with an error that names the checkpoint.
+
+    Raises:
+      ValueError: the files are unreadable (truncated, corrupt, not a checkpoint).
+    """
+    try:
+        return tf.train.load_checkpoint(prefix)
+    except tf.errors.OpError as error:
+        # TensorFlow's message ("file is too short to be an sstable") names no file.
+        raise ValueError(
+            f"{prefix}: not a readable TensorFlow checkpoint ({error.message})"
+        ) from error
+
+
 def _checkpoint_files(prefix: str) -> tuple[str, ...]:
     return tuple(sorted(tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*")))
 
@@ -400,7 +415,7 @@ def detect_format(path: str) -> str:
     ):
         return "huggingface"
     prefix = checkpoint_prefix(stripped)
-    names = [name for name, _ in tf.train.list_variables(prefix)]
+    names = list(_load_checkpoint(prefix).get_variable_to_shape_map())
     if any(name.startswith("model/") for name in names):
         return "tensorflow"
     if any(name.startswith(("bert/", "cls/")) for name in names):
@@ -487,7 +502,7 @@ def read_google(
     """
     prefix = checkpoint_prefix(path)
     config = config or _config_beside(prefix, source=prefix)
-    reader = tf.train.load_checkpoint(prefix)
+    reader = _load_checkpoint(prefix)
     tensors, dropped = {}, []
     for name in sorted(reader.get_variable_to_shape_map()):
         if _GOOGLE_TRAINING_STATE.search(name):
@@ -817,7 +832,7 @@ def read_tensorflow(
     """
     prefix = checkpoint_prefix(path)
     config = config or _config_beside(prefix, source=prefix)
-    reader = tf.train.load_checkpoint(prefix)
+    reader = _load_checkpoint(prefix)
     names = set(reader.get_variable_to_shape_map())
     model_names = {name for name in names if name.startswith("model/")}
     # A standalone encoder saved as `model` has its embeddings right under model/.

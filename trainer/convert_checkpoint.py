@@ -178,7 +178,7 @@ def main(argv):
             vocab_file=FLAGS.vocab_file or None,
             allow_unexpected=FLAGS.allow_unexpected,
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, tf.errors.OpError) as error:
         # The message names the file and the problem; a traceback adds nothing.
         sys.exit(f"convert_checkpoint: {error}")
 

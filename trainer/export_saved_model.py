@@ -292,7 +292,7 @@ def main(argv):
             do_lower_case=FLAGS.do_lower_case,
             max_seq_length=FLAGS.max_seq_length,
         )
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, tf.errors.OpError) as error:
         sys.exit(f"export_saved_model: {error}")
 
 
