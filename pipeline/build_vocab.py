@@ -487,7 +487,7 @@ def run(
     flag_values: dict | None = None,
 ) -> dict:
     """Runs the job and writes metadata.json beside the vocab; returns the metadata record."""
-    input_files = storage.expand_globs(input_patterns)
+    input_files = metadata.data_files(storage.expand_globs(input_patterns), patterns=input_patterns)
     logging.info("build_vocab: %d input files, config %s", len(input_files), config)
     if storage.exists(output):
         logging.info("%s exists and will be replaced", output)

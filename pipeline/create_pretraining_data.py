@@ -40,7 +40,8 @@ import dataclasses
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TypeVar
 
 import apache_beam as beam
 import numpy as np
@@ -374,6 +375,43 @@ class WriteParts(beam.DoFn):
         yield beam.pvalue.TaggedOutput("counts", dict(counts))
 
 
+T = TypeVar("T")
+
+
+def buffered_shuffle(items: Iterable[T], *, capacity: int, key: int) -> Iterator[T]:
+    """`items` in a random order drawn from `key`, holding at most `capacity` of them.
+
+    Like `tf.data.Dataset.shuffle`: the buffer fills, then each new item takes the place of a
+    random one that leaves; the rest leave in random order. Neighbours in the output are
+    `capacity` items apart in the input, on average. The draws come from `masking.uniform_at`
+    (a counter-based hash), so the order is the same on every machine and numpy version.
+    """
+    buffer: list[T] = []
+    drawn = 0
+
+    def draws(count: int, *, modulo: int) -> list[int]:
+        nonlocal drawn
+        keys = np.full(count, key & 0xFFFFFFFFFFFFFFFF, dtype=np.uint64)
+        columns = np.arange(drawn, drawn + count, dtype=np.uint64)
+        drawn += count
+        return (masking.uniform_at(keys, columns, stream=0) * modulo).astype(np.int64).tolist()
+
+    picks: list[int] = []
+    for item in items:
+        if len(buffer) < capacity:
+            buffer.append(item)
+            continue
+        if not picks:
+            picks = draws(8192, modulo=capacity)[::-1]
+        index = picks.pop()
+        yield buffer[index]
+        buffer[index] = item
+    # What is left, in a random order (sorted random keys: a uniform permutation).
+    order = np.argsort(np.array(draws(len(buffer), modulo=1 << 53)), kind="stable")
+    for index in order.tolist():
+        yield buffer[index]
+
+
 class MergeShard(beam.DoFn):
     """(shard, parts) -> the shard's TFRecord file; outputs its name, records, bytes, sha256."""
 
@@ -387,7 +425,8 @@ class MergeShard(beam.DoFn):
         parts = sorted((p for p in parts if p[2] > 0), key=lambda p: p[0])
         sizes = np.array([p[2] for p in parts], dtype=np.int64)
         # A uniformly random interleaving of the parts: part i appears sizes[i] times, in an
-        # order drawn from (seed, shard). Each part is in random order itself, so the shard is.
+        # order drawn from (seed, shard). A part holds its bucket's instances in the order they
+        # were made (document by document), so the records then go through a shuffle buffer.
         sources = np.repeat(np.arange(len(parts)), sizes)
         draws = masking.uniform(
             np.array(
@@ -405,8 +444,13 @@ class MergeShard(beam.DoFn):
         readers = [record_files.PartReader(p[1]) for p in parts]
         try:
             with record_files.TFRecordShardWriter(path, compression=config.compression) as out:
-                for source in sources.tolist():
-                    out.write_framed(readers[source].next())
+                records = (readers[source].next() for source in sources.tolist())
+                for record in buffered_shuffle(
+                    records,
+                    capacity=config.shuffle_buffer_records,
+                    key=pretraining_instances.stable_hash64("shuffle", config.random_seed, shard),
+                ):
+                    out.write_framed(record)
         finally:
             for reader in readers:
                 reader.close()
@@ -557,7 +601,7 @@ def build_pipeline(
     from tokenizer import BertTokenizer
 
     input_list = storage.split_patterns(input_patterns)
-    inputs = storage.expand_globs(input_list)
+    inputs = metadata.data_files(storage.expand_globs(input_list), patterns=input_patterns)
     sizes = [storage.size(path) for path in inputs]
     if not any(sizes):
         raise ValueError(f"every input file is empty: {', '.join(inputs)}")

@@ -106,3 +106,16 @@ def read(output_dir: str) -> dict[str, Any] | None:
         return json.loads(storage.read_text(path))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
+
+
+def data_files(paths: Sequence[str], *, patterns: str | Sequence[str]) -> list[str]:
+    """`paths` without the metadata.json files a glob such as `shards/wiki/*` also matches: they
+    describe an output set, they are not part of its data.
+
+    Raises:
+      FileNotFoundError: nothing but metadata.json matched `patterns`.
+    """
+    files = [path for path in paths if storage.basename(path) != FILENAME]
+    if paths and not files:
+        raise FileNotFoundError(f"{patterns!r} matches only {FILENAME}, no data file")
+    return files

@@ -70,6 +70,9 @@ class PretrainingDataConfig:
     min_bucket_documents: int = 256  # fewer buckets rather than buckets smaller than this
     max_bucket_bytes: int = 64 << 20  # text per bucket; one is held tokenized (~1/2 the bytes)
     parallel_buckets: int = 256  # how many buckets to aim for (when documents allow)
+    # A bucket makes its instances document by document; each shard's records pass through a
+    # seeded shuffle buffer of this many records (~1 KB each at 128 tokens) when merged.
+    shuffle_buffer_records: int = 1 << 15
     # Reading.
     split_bytes: int = 16 << 20  # input files are read in byte ranges of this size
     max_document_bytes: int = 32 << 20  # longer documents are cut in pieces (counted)
@@ -100,6 +103,7 @@ class PretrainingDataConfig:
             "min_bucket_documents",
             "max_bucket_bytes",
             "parallel_buckets",
+            "shuffle_buffer_records",
             "split_bytes",
             "max_document_bytes",
             "max_sentence_bytes",

@@ -310,11 +310,26 @@ def test_merge_shard_step_interleaves_parts(tmp_path):
     assert result["path"].endswith("train-00002-of-00004.tfrecord") and result["records"] == 80
     records = [r.decode() for r in record_files.read_tfrecords(result["path"])]
     assert sorted(records) == sorted([f"0:{i}" for i in range(30)] + [f"2:{i}" for i in range(50)])
-    # Each part's order is kept; the parts are interleaved, not concatenated.
-    assert [r for r in records if r.startswith("0:")] == [f"0:{i}" for i in range(30)]
+    # The parts are interleaved, not concatenated, and each is shuffled (a part holds its
+    # bucket's instances document by document).
     first_half = records[:40]
     assert 5 < sum(r.startswith("0:") for r in first_half) < 25
+    assert [r for r in records if r.startswith("0:")] != [f"0:{i}" for i in range(30)]
     assert not os.path.exists(parts[0][1])  # parts are removed once merged
+
+
+def test_buffered_shuffle_is_a_seeded_permutation_that_breaks_runs():
+    items = list(range(10_000))
+    shuffled = list(job.buffered_shuffle(items, capacity=1000, key=7))
+    assert sorted(shuffled) == items
+    assert shuffled == list(job.buffered_shuffle(iter(items), capacity=1000, key=7))
+    assert shuffled != list(job.buffered_shuffle(items, capacity=1000, key=8))
+    # Input neighbours (a document's consecutive instances) rarely stay neighbours.
+    adjacent = sum(abs(a - b) == 1 for a, b in zip(shuffled[:-1], shuffled[1:], strict=True))
+    assert adjacent < 50
+    # Fewer items than the buffer: a uniform permutation of them all.
+    small = list(job.buffered_shuffle(range(20), capacity=1000, key=1))
+    assert sorted(small) == list(range(20)) and small != list(range(20))
 
 
 # ---------------------------------------------------------------------------------------------
