@@ -305,6 +305,14 @@ def check_trainer_args(
             f"{what}: --train_batch_size={batch} must be a multiple of the {replicas} "
             f"replicas of {hardware}"
         )
+    # The trainer's eval batch (default 8) must split over the replicas too, when it evaluates.
+    if (flag_value(args, "do_eval") or "false").lower() in ("true", "1"):
+        eval_batch = flag_value(args, "eval_batch_size") or "8"
+        if not eval_batch.isdigit() or int(eval_batch) % replicas:
+            raise LaunchError(
+                f"{what}: --do_eval needs an --eval_batch_size (now {eval_batch}) that is a "
+                f"multiple of the {replicas} replicas of {hardware}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -199,6 +199,10 @@ def test_package_spec_and_base_runtime():
             dict(trainer_args=(*TRAINER_ARGS, "--train_batch_size=100")),
             "--train_batch_size=100 must be a multiple of the 32 replicas",
         ),
+        (
+            dict(trainer_args=(*TRAINER_ARGS, "--do_eval")),
+            "--do_eval needs an --eval_batch_size (now 8) that is a multiple of the 32",
+        ),
         (dict(trainer_args=(*TRAINER_ARGS, "base")), "'base' is not a flag"),
     ],
 )
@@ -206,6 +210,12 @@ def test_bad_flags_are_refused_before_anything_runs(overrides, message):
     with pytest.raises(gcloud.LaunchError) as caught:
         make_plan(**overrides)
     assert message in str(caught.value)
+
+
+def test_eval_batch_is_checked_only_when_the_trainer_evaluates():
+    make_plan(trainer_args=(*TRAINER_ARGS, "--eval_batch_size=3"))
+    make_plan(trainer_args=(*TRAINER_ARGS, "--do_eval", "--eval_batch_size=64"))
+    make_plan(trainer_args=(*TRAINER_ARGS, "--nodo_eval"))
 
 
 class FakeGcloud:

@@ -259,6 +259,17 @@ _REPLICAS_SCRIPT = textwrap.dedent(
             gradient_accumulation_steps=micro_batches,
         )
         training_loop.run(config, strategy=strategy)
+
+    # The eval batch must split over the replicas only when the run evaluates.
+    two = runs["two"][0]
+    odd_eval = dataclasses.replace(base, output_dir=f"{base.output_dir}/odd", eval_batch_size=3)
+    training_loop.Trainer(odd_eval, strategy=two)
+    try:
+        training_loop.Trainer(dataclasses.replace(odd_eval, do_eval=True), strategy=two)
+    except ValueError as error:
+        assert "eval_batch_size 3 does not split over 2 replicas" in str(error), error
+    else:
+        raise AssertionError("an eval batch of 3 over 2 replicas was accepted")
     """
 )
 
