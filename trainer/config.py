@@ -151,9 +151,10 @@ class PretrainingConfig:
     bert: BertConfig = dataclasses.field(default_factory=BertConfig)
     # Comma-separated globs of eval TFRecords; empty: --input_file.
     eval_input_file: str = ""
-    # A checkpoint (this trainer's, or any tf.train.Checkpoint with a `model`) to start the
-    # weights from; optimiser state and step are not loaded. Ignored when output_dir already
-    # holds a checkpoint: resuming wins.
+    # A checkpoint to start the weights from: this trainer's, google-research/bert's or a
+    # Hugging Face folder (trainer/checkpoint_formats.py tells them apart); optimiser state and
+    # step are not loaded, heads it lacks keep their fresh initialisation. Ignored when
+    # output_dir already holds a checkpoint: resuming wins.
     init_checkpoint: str = ""
     # Record shapes; must match the records' metadata.json and the parsed features.
     max_seq_length: int = 128

@@ -46,7 +46,11 @@ def define_flags(values: flags.FlagValues = FLAGS) -> None:
         None,
         "Vocab size for --model_size; default: metadata.json beside the records, else 30522.",
     )
-    define_string("init_checkpoint", "", "Checkpoint to take the initial weights from.")
+    define_string(
+        "init_checkpoint",
+        "",
+        "Initial weights: this trainer's checkpoint, Google's, or a Hugging Face folder.",
+    )
     define_integer(
         "max_seq_length",
         None,
