@@ -146,8 +146,8 @@ def bench_dumps(copies: int, process_counts: list[int]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         dumps = [SAMPLE, make_repeated_dump(copies, Path(folder))]
         print(
-            f"{'dump':<34}{'tool':<14}{'P':>3}{'wall s':>9}{'MB/s':>8}{'articles':>10}"
-            f"{'art/s':>8}{'peak MiB':>10}"
+            f"{'dump':<34}{'tool':<14}{'P':>3}{'wall s':>9}{'CPU s':>8}{'MB/s':>8}"
+            f"{'articles':>10}{'art/s':>8}{'peak MiB':>10}"
         )
         for dump in dumps:
             megabytes = dump.stat().st_size / 1e6
