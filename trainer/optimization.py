@@ -91,19 +91,19 @@ class _Optimizer(tf.Module):
     """Slots and the shared apply logic; subclasses define `_update_direction`."""
 
     slot_names: tuple[str, ...] = ("m", "v")
+    optimizer_name = "optimizer"  # the tf.Module name; each subclass has its own
 
     def __init__(
         self,
         variables: Sequence,
         *,
-        weight_decay_rate: float,
-        beta_1: float,
-        beta_2: float,
-        epsilon: float,
+        weight_decay_rate: float = 0.01,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-6,
         no_decay_patterns: Sequence[str] = NO_DECAY_PATTERNS,
-        name: str,
     ):
-        super().__init__(name=name)
+        super().__init__(name=self.optimizer_name)
         self.weight_decay_rate = weight_decay_rate
         self.beta_1 = beta_1
         self.beta_2 = beta_2
@@ -191,25 +191,7 @@ class _Optimizer(tf.Module):
 class AdamW(_Optimizer):
     """google-research/bert's AdamWeightDecayOptimizer (no bias correction)."""
 
-    def __init__(
-        self,
-        variables: Sequence,
-        *,
-        weight_decay_rate: float = 0.01,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-6,
-        no_decay_patterns: Sequence[str] = NO_DECAY_PATTERNS,
-    ):
-        super().__init__(
-            variables,
-            weight_decay_rate=weight_decay_rate,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            no_decay_patterns=no_decay_patterns,
-            name="adamw",
-        )
+    optimizer_name = "adamw"
 
     def _update_direction(self, variable, m, v, *, step, decay):
         direction = m / (tf.sqrt(v) + self.epsilon)
@@ -222,25 +204,7 @@ class Lamb(_Optimizer):
     """LAMB (You et al. 2019): Adam direction with bias correction and weight decay, scaled by
     the layer-wise trust ratio ||w|| / ||direction|| (1 where either norm is 0)."""
 
-    def __init__(
-        self,
-        variables: Sequence,
-        *,
-        weight_decay_rate: float = 0.01,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 1e-6,
-        no_decay_patterns: Sequence[str] = NO_DECAY_PATTERNS,
-    ):
-        super().__init__(
-            variables,
-            weight_decay_rate=weight_decay_rate,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            no_decay_patterns=no_decay_patterns,
-            name="lamb",
-        )
+    optimizer_name = "lamb"
 
     def _update_direction(self, variable, m, v, *, step, decay):
         t = tf.cast(step, tf.float32) + 1.0
