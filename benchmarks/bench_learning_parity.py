@@ -1,7 +1,8 @@
 """Learning parity: BERT-tiny trained by trainer.training_loop vs Hugging Face's BertForPreTraining.
 
-    python benchmarks/bench_learning_parity.py                          # defaults, ~12 min
+    python benchmarks/bench_learning_parity.py                          # defaults, ~7-12 min
     python benchmarks/bench_learning_parity.py --records_dir=/tmp/parity --steps=300
+    python benchmarks/bench_learning_parity.py --records_dir=/tmp/parity --lockstep=300
 
 What it measures. The same BERT-tiny (trainer.config.model_config("tiny"), vocab size from the
 records' metadata.json) is pretrained twice on the same records with the same hyperparameters:
@@ -14,6 +15,12 @@ records' metadata.json) is pretrained twice on the same records with the same hy
     google-research/bert's AdamW (no bias correction, epsilon 1e-6, decoupled weight decay
     0.01 not on LayerNorm and bias), linear warmup then linear decay to 0 (Google's curve),
     global-norm clipping to 1.0, loss = Σ weight·masked-LM CE / Σ weight + mean NSP CE.
+    The masked-LM head runs on the gathered masked positions only, as in ours and Google's
+    (the head is position-wise, so the logits are those of `model(...)` at those positions).
+
+Each side trains in its own process, so that neither library's thread pools slow the other
+(timed: PyTorch's step ran 2.7x slower after TensorFlow had trained in the same process), and
+PyTorch's OpenMP threads wait passively, since tf.data's readers share the 2 cores with them.
 
 Both are then evaluated the same way on the same eval records (one ordered pass, full batches,
 no dropout): masked-LM accuracy and loss weighted by masked_lm_weights, NSP accuracy and loss.
@@ -28,6 +35,11 @@ into --records_dir (or a temporary folder). Reruns with the same --records_dir s
 The two runs start from independent random initialisations (each library's own initialiser);
 --same_init starts Hugging Face's model from our initial weights instead, which leaves only
 dropout masks and floating-point order as differences (useful to look into a gap).
+
+--lockstep=N is the finer check: both from the same weights, no dropout, N updates one at a
+time on the same batches, printing losses, gradient norms and how far the weights drift apart,
+next to a control (our trainer against itself compiled with XLA: the same arithmetic rounded in
+another order). Implementations that agree drift no faster than the control.
 """
 
 from __future__ import annotations
@@ -86,8 +98,11 @@ class ParitySettings:
     learning_rate: float = 1e-3
     # Linear warmup over this fraction of the steps, then linear decay to 0.
     warmup_fraction: float = 0.1
+    # Decoupled weight decay, not on LayerNorm and biases (BERT's).
     weight_decay_rate: float = 0.01
+    # Adam's epsilon, added to sqrt(v) (BERT's 1e-6; Keras and PyTorch default to 1e-7/1e-8).
     epsilon: float = 1e-6
+    # Global gradient-norm clipping threshold.
     clip_norm: float = 1.0
     # Record shapes (main() takes them from the records' metadata.json).
     max_seq_length: int = 128
@@ -101,10 +116,23 @@ class ParitySettings:
     seed: int = 12345
     # Start Hugging Face's model from our initial weights instead of its own initialiser.
     same_init: bool = False
+    # Hidden and attention-probability dropout of both models (BERT's 0.1); 0 with same_init
+    # makes both runs deterministic, to tell implementation differences from dropout noise.
+    dropout: float = 0.1
 
     @property
     def warmup_steps(self) -> int:
         return max(1, int(self.steps * self.warmup_fraction))
+
+
+def tiny_config(settings: ParitySettings, *, vocab_size: int) -> config_lib.BertConfig:
+    """BERT-tiny (2 layers, hidden 128, 2 heads, 512 intermediate) as both sides build it."""
+    return config_lib.model_config(
+        "tiny",
+        vocab_size=vocab_size,
+        hidden_dropout_prob=settings.dropout,
+        attention_probs_dropout_prob=settings.dropout,
+    )
 
 
 @dataclasses.dataclass
@@ -361,6 +389,72 @@ def pretraining_sums(
     }
 
 
+class HuggingFaceUpdater:
+    """One training update of BertForPreTraining with the trainer's semantics.
+
+    Loss Σ weight·CE / Σ weight over the batch plus the mean NSP loss; global-norm clipping as
+    tf.clip_by_global_norm (g · clip / max(norm, clip)); BertAdamW with decay on every
+    parameter but LayerNorm and biases (the trainer's patterns); Google's learning-rate curve.
+    """
+
+    def __init__(self, model: transformers.BertForPreTraining, settings: ParitySettings):
+        self.model = model
+        self.settings = settings
+        named = list(model.named_parameters())  # tied parameters appear once
+        self.parameters = [parameter for _, parameter in named]
+        self.optimizer = BertAdamW(
+            [
+                {
+                    "params": [p for n, p in named if decays_weight(n)],
+                    "weight_decay": settings.weight_decay_rate,
+                },
+                {"params": [p for n, p in named if not decays_weight(n)], "weight_decay": 0.0},
+            ],
+            lr=0.0,
+            eps=settings.epsilon,
+        )
+
+    def update(self, batch: dict[str, torch.Tensor], *, step: int) -> tuple[dict, float]:
+        """Update number `step` (0-based) on one batch; returns the metric sums (float) and
+        the gradient norm before clipping.
+
+        Raises:
+          SystemExit: non-finite gradients (the trainer would skip; here that is a failure).
+        """
+        settings = self.settings
+        sums = pretraining_sums(self.model, batch)
+        loss = sums["mlm_loss_sum"] / sums["mlm_weight_sum"].clamp_min(1e-12)
+        loss = loss + sums["nsp_loss_sum"] / settings.batch_size
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        gradients = [parameter.grad for parameter in self.parameters]
+        # Sums of squares in float64: torch.linalg.vector_norm (and so clip_grad_norm_) came
+        # out 3e-4 too small on the [8000, 128] embedding gradient here (torch 2.13 CPU), while
+        # float64 sums agree with TensorFlow's global norm to 1e-7.
+        norm = math.sqrt(sum(gradient.double().square().sum().item() for gradient in gradients))
+        if not math.isfinite(norm):
+            raise SystemExit(f"Hugging Face run: non-finite gradients at step {step}")
+        if settings.clip_norm > 0:
+            torch._foreach_mul_(gradients, settings.clip_norm / max(norm, settings.clip_norm))
+        for group in self.optimizer.param_groups:
+            group["lr"] = bert_learning_rate(step, settings)
+        self.optimizer.step()
+        return {name: value.item() for name, value in sums.items()}, norm
+
+
+def _train_dataset(settings: ParitySettings, train_files: list[str]) -> tf.data.Dataset:
+    # The trainer's own input pipeline with the trainer's seed (train() seeds it with
+    # config.seed + start step 0): the same batches in the same order.
+    return input_pipeline.make_dataset(
+        train_files,
+        batch_size=settings.batch_size,
+        max_seq_length=settings.max_seq_length,
+        max_predictions_per_seq=settings.max_predictions_per_seq,
+        is_training=True,
+        seed=settings.seed,
+    )
+
+
 def train_huggingface(
     settings: ParitySettings,
     model: transformers.BertForPreTraining,
@@ -369,58 +463,18 @@ def train_huggingface(
     eval_files: list[str],
 ) -> RunResult:
     """Trains BertForPreTraining in PyTorch on the trainer's batches, then evaluates it."""
-    named = list(model.named_parameters())  # tied parameters appear once
-    optimizer = BertAdamW(
-        [
-            {
-                "params": [p for n, p in named if decays_weight(n)],
-                "weight_decay": settings.weight_decay_rate,
-            },
-            {"params": [p for n, p in named if not decays_weight(n)], "weight_decay": 0.0},
-        ],
-        lr=0.0,
-        eps=settings.epsilon,
-    )
-    parameters = [p for _, p in named]
-    # The trainer's own input pipeline with the trainer's seed (train() seeds it with
-    # config.seed + start step 0): the same batches in the same order.
-    dataset = input_pipeline.make_dataset(
-        train_files,
-        batch_size=settings.batch_size,
-        max_seq_length=settings.max_seq_length,
-        max_predictions_per_seq=settings.max_predictions_per_seq,
-        is_training=True,
-        seed=settings.seed,
-    )
+    updater = HuggingFaceUpdater(model, settings)
     model.train()
     curve: dict[int, float] = {}
     window_loss = window_weight = 0.0
     started = time.perf_counter()
     # An iterator over the endless dataset, as the trainer's: exhausting a `take(steps)` of it
     # instead cost 16 s of waiting at the end, inside the timed loop.
-    iterator = iter(dataset)
+    iterator = iter(_train_dataset(settings, train_files))
     for step in range(settings.steps):
-        batch = _to_torch(next(iterator))
-        sums = pretraining_sums(model, batch)
-        # As the trainer: Σ weight·CE / Σ weight over the batch, plus the mean NSP loss.
-        loss = sums["mlm_loss_sum"] / sums["mlm_weight_sum"].clamp_min(1e-12)
-        loss = loss + sums["nsp_loss_sum"] / settings.batch_size
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.linalg.vector_norm(
-            torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters])
-        ).item()
-        if not math.isfinite(norm):
-            raise SystemExit(f"Hugging Face run: non-finite gradients at step {step}")
-        if settings.clip_norm > 0:  # as tf.clip_by_global_norm: g · clip / max(norm, clip)
-            torch._foreach_mul_(
-                [p.grad for p in parameters], settings.clip_norm / max(norm, settings.clip_norm)
-            )
-        for group in optimizer.param_groups:
-            group["lr"] = bert_learning_rate(step, settings)
-        optimizer.step()
-        window_loss += sums["mlm_loss_sum"].item()
-        window_weight += sums["mlm_weight_sum"].item()
+        sums, _ = updater.update(_to_torch(next(iterator)), step=step)
+        window_loss += sums["mlm_loss_sum"]
+        window_weight += sums["mlm_weight_sum"]
         if (step + 1) % settings.steps_per_loop == 0 or step + 1 == settings.steps:
             curve[step + 1] = window_loss / max(window_weight, 1e-12)
             logging.info(
@@ -460,6 +514,116 @@ def evaluate_huggingface(
     metrics = training_loop.metrics_from_sums({**totals, "tokens": 0.0})
     metrics["eval_examples"] = totals["examples"]
     return metrics
+
+
+def lockstep(
+    settings: ParitySettings,
+    bert: config_lib.BertConfig,
+    *,
+    train_pattern: str,
+    eval_pattern: str,
+    output_dir: str,
+    steps: int,
+) -> str:
+    """Both sides from the same weights and without dropout, one update at a time on the same
+    batches, in one process (no timings), with a control: our trainer against itself compiled
+    with XLA (the same arithmetic, rounded in another order).
+
+    Where the implementations agree, losses, gradient norms and weights agree to float32
+    rounding, and the rounding differences then grow at the same pace for both pairs (fastest
+    through loss spikes at the peak learning rate); a real difference shows from the first
+    steps and outgrows the control.
+
+    Returns:
+      a markdown table at steps 1, 2, 5, 10, 20, 50, ... and `steps`: both losses, both
+      gradient norms (before clipping), and ||w_a − w_b|| / ||w_a − w_initial|| over all
+      weights for ours vs Hugging Face and for ours vs ours with XLA.
+    """
+    if bert.hidden_dropout_prob or bert.attention_probs_dropout_prob:
+        raise ValueError("lockstep needs a model without dropout")
+    torch.set_num_threads(2)
+    trainer = our_trainer(
+        settings,
+        bert,
+        train_pattern=train_pattern,
+        eval_pattern=eval_pattern,
+        output_dir=f"{output_dir}/eager",
+    )
+    config = trainer.config
+    # Same seed, so the same initial weights; XLA fuses and reorders the float32 arithmetic.
+    control = training_loop.Trainer(
+        dataclasses.replace(config, jit_compile=True, output_dir=f"{output_dir}/xla"),
+        strategy=trainer.strategy,
+    )
+    initial, decays = initial_weights(trainer)
+    model = huggingface_model(bert)
+    copy_initial_weights(model, initial)
+    print(check_same_model(model, initial=initial, decays=decays), flush=True)
+    model.train()
+    updater = HuggingFaceUpdater(model, settings)
+    train_files = input_pipeline.list_files(train_pattern)
+
+    def our_batches(run: training_loop.Trainer):
+        return iter(
+            input_pipeline.distributed_dataset(
+                run.strategy,
+                train_files,
+                global_batch_size=config.train_batch_size,
+                max_seq_length=config.max_seq_length,
+                max_predictions_per_seq=config.max_predictions_per_seq,
+                is_training=True,
+                shuffle_buffer_size=config.shuffle_buffer_size,
+                seed=config.seed,
+            )
+        )
+
+    ours_batches, control_batches = our_batches(trainer), our_batches(control)
+    theirs_batches = iter(_train_dataset(settings, train_files))
+    ours_loop, control_loop = trainer.train_loop_function(), control.train_loop_function()
+    ours_variables = modeling.google_variable_names(trainer.model)
+    control_variables = modeling.google_variable_names(control.model)
+    theirs_parameters = dict(model.named_parameters())
+
+    def theirs_weight(name: str) -> np.ndarray:
+        value = theirs_parameters[checkpoint_formats.huggingface_name(name)].detach().numpy()
+        return value.T if checkpoint_formats.transposed_in_huggingface(name) else value
+
+    def relative_difference(other) -> float:
+        difference = movement = 0.0
+        for name, variable in ours_variables.items():
+            ours = variable.numpy()
+            difference += float(np.sum((ours - other(name)) ** 2))
+            movement += float(np.sum((ours - initial[name]) ** 2))
+        return math.sqrt(difference) / max(math.sqrt(movement), 1e-30)
+
+    def loss(sums: dict) -> float:
+        mlm = sums["mlm_loss_sum"] / sums["mlm_weight_sum"]
+        return mlm + sums["nsp_loss_sum"] / sums["examples"]
+
+    report_at = {1, 2, 5, steps} | {
+        multiple for multiple in (10, 20, 50, 100, 150, 200, 300, 500, 1000) if multiple <= steps
+    }
+    lines = [
+        "| step | loss ours | loss HF | grad norm ours | grad norm HF "
+        "| weights ours vs HF | weights ours vs ours+XLA (control) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    names = training_loop.METRIC_SUMS + training_loop.STEP_VALUES
+    one = tf.constant(1, tf.int32)
+    for step in range(steps):
+        values = ours_loop(ours_batches, one).numpy().tolist()
+        control_loop(control_batches, one)
+        ours_sums = dict(zip(names, values, strict=True))
+        theirs_sums, theirs_norm = updater.update(_to_torch(next(theirs_batches)), step=step)
+        if step + 1 in report_at:
+            lines.append(
+                f"| {step + 1} | {loss(ours_sums):.5f} | {loss(theirs_sums):.5f} | "
+                f"{ours_sums['gradient_norm_sum']:.4f} | {theirs_norm:.4f} | "
+                f"{relative_difference(theirs_weight):.1e} | "
+                f"{relative_difference(lambda name: control_variables[name].numpy()):.1e} |"
+            )
+            print(lines[-1], flush=True)
+    return "\n".join(lines)
 
 
 # ---- checks and report ----------------------------------------------------------------------
@@ -572,7 +736,7 @@ def _job_paths(scratch: Path) -> dict[str, Path]:
 def _read_job(scratch: Path) -> tuple[ParitySettings, config_lib.BertConfig, dict]:
     job = json.loads(_job_paths(scratch)["job"].read_text())
     settings = ParitySettings(**job["settings"])
-    return settings, config_lib.model_config("tiny", vocab_size=job["vocab_size"]), job
+    return settings, tiny_config(settings, vocab_size=job["vocab_size"]), job
 
 
 def _write_result(path: Path, result: RunResult) -> None:
@@ -660,6 +824,20 @@ def main() -> None:
         action="store_true",
         help="start Hugging Face's model from our initial weights",
     )
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=defaults.dropout,
+        help="dropout of both models; 0 with --same_init: deterministic runs",
+    )
+    parser.add_argument(
+        "--lockstep",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead of the comparison: both from the same weights, no dropout, this many "
+        "updates in lockstep, printing how far losses and weights drift apart",
+    )
     parser.add_argument("--child", choices=("ours", "huggingface"), help=argparse.SUPPRESS)
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -674,6 +852,7 @@ def main() -> None:
         learning_rate=args.learning_rate,
         seed=args.seed,
         same_init=args.same_init,
+        dropout=args.dropout,
     )
     print(f"machine: {_machine()}")
     # Our schedule and the PyTorch side's are separate implementations: check they agree.
@@ -699,7 +878,7 @@ def main() -> None:
             max_predictions_per_seq=int(made["flags"]["max_predictions_per_seq"]),
         )
         print(f"settings: {settings}", flush=True)
-        print(f"model: {config_lib.model_config('tiny', vocab_size=int(made['vocab_size']))}")
+        print(f"model: {tiny_config(settings, vocab_size=int(made['vocab_size']))}")
         job = {
             "settings": dataclasses.asdict(settings),
             "train_pattern": train_pattern,
@@ -707,6 +886,19 @@ def main() -> None:
             "vocab_size": int(made["vocab_size"]),
         }
         _job_paths(scratch)["job"].write_text(json.dumps(job))
+        if args.lockstep:
+            settings = dataclasses.replace(settings, dropout=0.0, same_init=True)
+            table = lockstep(
+                settings,
+                tiny_config(settings, vocab_size=job["vocab_size"]),
+                train_pattern=train_pattern,
+                eval_pattern=eval_pattern,
+                output_dir=str(scratch / "model"),
+                steps=args.lockstep,
+            )
+            print()
+            print(table)
+            return
         ours = run_child("ours", scratch)
         theirs = run_child("huggingface", scratch)
     print()
