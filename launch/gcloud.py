@@ -18,10 +18,11 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree
 from collections.abc import Callable, Iterable, Sequence
-from typing import NoReturn, TextIO
+from typing import NoReturn, TextIO, TypeVar
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -468,3 +469,49 @@ def requirements(names: Iterable[str], *, root: str = PROJECT_ROOT) -> list[str]
     if missing:
         raise LaunchError(f"setup.cfg install_requires lacks {', '.join(missing)}")
     return [specs[n.lower()] for n in names]
+
+
+Launch = TypeVar("Launch")
+
+
+def run_trainer_launch(
+    program: str,
+    *,
+    config: object,
+    dry_run: bool,
+    make_plan: Callable[[str], Launch],
+    dry_run_header: Callable[[Launch], str],
+    execute: Callable[[Launch], None],
+    print_next_steps: Callable[[Launch], None],
+) -> None:
+    """The part of a trainer launcher's main() that the TPU and GPU launchers share: plan (the
+    wheel goes to a temporary folder, or `build/wheel` in a dry run), then print the plan or
+    check the trainer's flags against the program and execute it, then print what to do next.
+
+    Args:
+      program: the launcher's name, for messages.
+      config: the checked launcher config (logged).
+      make_plan: dist_dir -> the launch plan (with `.steps`).
+      dry_run_header: the plan -> the first line of the dry-run listing.
+      execute, print_next_steps: the launcher's own.
+    """
+    with tempfile.TemporaryDirectory(prefix="bert-wheel-") as dist_dir:
+        launch = make_plan("build/wheel" if dry_run else dist_dir)
+        if dry_run:
+            print_plan(
+                launch.steps,
+                header=[dry_run_header(launch), "Nothing was run."],
+                cwd=PROJECT_ROOT,
+            )
+            print_next_steps(launch)
+            return
+        logging.info("%s config: %s", program, config)
+        try:
+            check_trainer_flag_names(config.trainer_args)
+            execute(launch)
+        except LaunchError as error:
+            exit_with_error(program, error)
+        except StepFailed as error:
+            logging.error("%s", error)
+            sys.exit(error.returncode or 1)
+    print_next_steps(launch)

@@ -16,13 +16,10 @@ in the background once `nvidia-smi` answers. `--dry_run` prints the commands.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import re
 import shlex
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
@@ -358,34 +355,17 @@ def main(argv: Sequence[str]) -> None:
         config, gpus = check(config_from_flags(flags.FLAGS, argv[1:]))
     except gcloud.LaunchError as error:
         gcloud.exit_with_error(program, error)
-    with tempfile.TemporaryDirectory(prefix="bert-wheel-") as dist_dir:
-        dry_run = flags.FLAGS.dry_run
-        launch = plan(config, gpus, dist_dir="build/wheel" if dry_run else dist_dir)
-        if dry_run:
-            gcloud.print_plan(
-                launch.steps,
-                header=[
-                    f"launch.gpu_vm dry run: {config.machine_type}, {gpus} GPU(s), "
-                    "MirroredStrategy",
-                    "Nothing was run.",
-                ],
-                cwd=gcloud.PROJECT_ROOT,
-            )
-            print_next_steps(launch)
-            return
-        logging.info("launch.gpu_vm config: %s", config)
-        try:
-            gcloud.check_trainer_flag_names(config.trainer_args)
-        except gcloud.LaunchError as error:
-            gcloud.exit_with_error(program, error)
-        try:
-            execute(launch)
-        except gcloud.LaunchError as error:
-            gcloud.exit_with_error(program, error)
-        except gcloud.StepFailed as error:
-            logging.error("%s", error)
-            sys.exit(error.returncode or 1)
-    print_next_steps(launch)
+    gcloud.run_trainer_launch(
+        program,
+        config=config,
+        dry_run=flags.FLAGS.dry_run,
+        make_plan=lambda dist_dir: plan(config, gpus, dist_dir=dist_dir),
+        dry_run_header=lambda _: (
+            f"launch.gpu_vm dry run: {config.machine_type}, {gpus} GPU(s), MirroredStrategy"
+        ),
+        execute=execute,
+        print_next_steps=print_next_steps,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,6 @@ import os
 import re
 import shlex
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 
 from absl import app, flags
@@ -501,36 +499,19 @@ def main(argv: Sequence[str]) -> None:
         config, accelerator = check(config_from_flags(flags.FLAGS, argv[1:]))
     except gcloud.LaunchError as error:
         gcloud.exit_with_error(program, error)
-    with tempfile.TemporaryDirectory(prefix="bert-wheel-") as dist_dir:
-        launch = plan(
-            config, accelerator, dist_dir=dist_dir if not flags.FLAGS.dry_run else "build/wheel"
-        )
-        if flags.FLAGS.dry_run:
-            gcloud.print_plan(
-                launch.steps,
-                header=[
-                    f"launch.tpu_pod dry run: {accelerator.name} "
-                    f"({'pod slice, trainer on worker 0' if accelerator.multi_host else 'one VM'}"
-                    f", {accelerator.replicas} replicas), runtime {launch.runtime}",
-                    "Nothing was run.",
-                ],
-                cwd=gcloud.PROJECT_ROOT,
-            )
-            print_next_steps(launch)
-            return
-        logging.info("launch.tpu_pod config: %s", config)
-        try:
-            gcloud.check_trainer_flag_names(config.trainer_args)
-        except gcloud.LaunchError as error:
-            gcloud.exit_with_error(program, error)
-        try:
-            execute(launch)
-        except gcloud.LaunchError as error:
-            gcloud.exit_with_error(program, error)
-        except gcloud.StepFailed as error:
-            logging.error("%s", error)
-            sys.exit(error.returncode or 1)
-    print_next_steps(launch)
+    kind = "pod slice, trainer on worker 0" if accelerator.multi_host else "one VM"
+    gcloud.run_trainer_launch(
+        program,
+        config=config,
+        dry_run=flags.FLAGS.dry_run,
+        make_plan=lambda dist_dir: plan(config, accelerator, dist_dir=dist_dir),
+        dry_run_header=lambda launch: (
+            f"launch.tpu_pod dry run: {accelerator.name} ({kind}, {accelerator.replicas} "
+            f"replicas), runtime {launch.runtime}"
+        ),
+        execute=execute,
+        print_next_steps=print_next_steps,
+    )
 
 
 if __name__ == "__main__":
