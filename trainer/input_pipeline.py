@@ -32,14 +32,10 @@ def list_files(patterns: str) -> list[str]:
     Raises:
       FileNotFoundError: a pattern matches nothing (the message names it).
     """
-    files = [f for f in storage.expand_globs(patterns) if not _is_metadata(f)]
+    files = metadata.data_files(storage.expand_globs(patterns), patterns=patterns)
     if not files:
         raise FileNotFoundError(f"no TFRecord file matches {patterns!r}")
     return files
-
-
-def _is_metadata(path: str) -> bool:
-    return storage.basename(path) == metadata.FILENAME
 
 
 def _compression(path: str) -> str:
