@@ -7,6 +7,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Keep TensorFlow's C++ start-up chatter out of the logs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# The real sample data (Wikipedia dumps, books, Google's records): read from here, never copied
+# into the project. One setting for make, the demo, the benchmarks and the tests.
+export BERT_STACK_DATA ?= $(abspath ../shared/data)
+DATA := $(BERT_STACK_DATA)
 
 .PHONY: install test test-fast lint format bench clean demo
 
@@ -39,15 +43,15 @@ bench: install
 	$(PY) -m pip install --quiet --no-deps tf-models-official
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
-# Text shards (pipeline.extract_text; docs/extract_text.md). Defaults: the bundled samples.
+# Text shards (pipeline.extract_text; docs/extract_text.md). Defaults: the samples in $(DATA).
 # `make wiki-shards WIKI_INPUT=gs://…/enwiki-…-multistream.xml.bz2 WIKI_SHARDS_DIR=gs://…`;
 # Beam options go in EXTRA_FLAGS, e.g. EXTRA_FLAGS="--direct_num_workers=2".
-WIKI_INPUT ?= tests/data/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2
+WIKI_INPUT ?= $(DATA)/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2
 WIKI_SHARDS_DIR ?= data/wiki-shards
 WIKI_NUM_SHARDS ?= 4
 # 10% of the sample's ~100 articles for eval; the command's default (0.005) suits full dumps.
 WIKI_EVAL_FRACTION ?= 0.1
-BOOKS_INPUT ?= tests/data/books/*.txt
+BOOKS_INPUT ?= $(DATA)/books/*.txt
 BOOKS_SHARDS_DIR ?= data/books-shards
 BOOKS_NUM_SHARDS ?= 2
 EXTRA_FLAGS ?=

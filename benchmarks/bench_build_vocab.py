@@ -38,6 +38,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import sample_data  # noqa: E402 - after the checkout is on the path
+
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
@@ -60,10 +62,10 @@ def make_corpus(folder: Path) -> tuple[list[str], list[str]]:
             capture_output=True,
         )
 
-    books = ROOT / "tests/data/books"
+    books = sample_data.data_folder() / "books"
     extract(
         "wikipedia",
-        str(ROOT / "tests/data/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2"),
+        str(sample_data.data_folder() / sample_data.WIKI_MULTISTREAM),
         folder / "wiki",
         "0.1",
     )

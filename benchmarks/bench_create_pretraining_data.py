@@ -55,10 +55,10 @@ MASK_ID = 103
 
 
 def build_corpus(folder: Path, megabytes: float) -> list[Path]:
-    """Text shards of at least `megabytes` MB from the bundled books, repeated."""
+    """Text shards of at least `megabytes` MB from three real books, repeated."""
     documents = [
         doc
-        for book in pretraining_fixtures.BOOKS
+        for book in pretraining_fixtures.real_books()
         for doc in pretraining_fixtures.book_documents(book)
     ]
     text = pretraining_fixtures.shard_text(documents).encode("utf-8")

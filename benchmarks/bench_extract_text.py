@@ -38,7 +38,10 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "tests/data/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2"
+sys.path.insert(0, str(ROOT))
+from launch import sample_data  # noqa: E402 - after the checkout is on the path
+
+SAMPLE = sample_data.data_folder() / sample_data.WIKI_MULTISTREAM
 GOLD = ROOT / "tests/data/extract_text/sentences_gold.txt"
 PAGES_PER_STREAM = 100
 

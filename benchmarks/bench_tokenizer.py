@@ -30,15 +30,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from launch import sample_data  # noqa: E402 - after the checkout is on the path
+from tests import pretraining_fixtures  # noqa: E402
 
-VOCAB = ROOT / "tests/data/vocab/bert-base-uncased-vocab.txt"
+VOCAB = sample_data.data_folder() / sample_data.UNCASED_VOCAB
 
 
 def corpus_lines() -> list[str]:
     lines = []
-    for path in sorted((ROOT / "tests/data/books").glob("*.txt")):
+    for path in pretraining_fixtures.real_books():
         lines += path.read_text(encoding="utf-8").split("\n")
-    for path in sorted((ROOT / "tests/data/wikipedia").glob("*.xml*")):
+    for name in (sample_data.WIKI_MULTISTREAM, sample_data.WIKI_TABLES, sample_data.TINYWIKI):
+        path = sample_data.data_folder() / name
         raw = path.read_bytes()
         xml = (bz2.decompress(raw) if path.suffix == ".bz2" else raw).decode("utf-8")
         for match in re.finditer(r"<text[^>]*>(.*?)</text>", xml, re.S):

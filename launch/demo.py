@@ -27,8 +27,10 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
+from launch import sample_data
+
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
-_DATA = _PROJECT_ROOT / "tests" / "data"
+_DATA = sample_data.data_folder()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +38,10 @@ class DemoConfig:
     """What the demo runs on and how long it trains; defaults fit 10 minutes on 2 CPU cores."""
 
     output_dir: str = "data/demo"
-    # The bundled real samples (tests/data/README.md says where they come from).
-    wiki_input: str = str(_DATA / "wikipedia" / "enwiki-articles1-shortened-multistream.xml.bz2")
-    books_input: str = str(_DATA / "books" / "*.txt")
+    # The real samples in the data folder (BERT_STACK_DATA, default ../shared/data; its
+    # README says where they come from).
+    wiki_input: str = str(_DATA / sample_data.WIKI_MULTISTREAM)
+    books_input: str = str(_DATA / sample_data.BOOKS_GLOB)
     # ~10% of the articles go to eval, so the eval split is large enough to mean something;
     # books all train (three books give too few documents to split).
     wiki_eval_fraction: float = 0.1

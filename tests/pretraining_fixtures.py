@@ -1,4 +1,4 @@
-"""Small inputs for the create_pretraining_data tests, made from the bundled books.
+"""Small inputs for the create_pretraining_data tests, made from three of the real books.
 
 A Gutenberg book becomes text in google-research/bert's input format: its header and footer
 cut, one sentence a line (a simple punctuation split), and a blank line between documents of
@@ -11,11 +11,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-DATA_DIR = Path(__file__).parent / "data"
-BOOKS = sorted((DATA_DIR / "books").glob("*.txt"))
-VOCAB = DATA_DIR / "vocab" / "bert-base-uncased-vocab.txt"
+from tests.conftest import UNCASED_VOCAB, require_real_data
+
+BOOK_NAMES = ("pg11-alice-in-wonderland.txt", "pg1661-sherlock-holmes.txt", "pg84-frankenstein.txt")
+VOCAB = UNCASED_VOCAB
 # A sentence ends at . ! or ? (and any closing quotes or brackets), before a space.
 _SENTENCE_END = re.compile(r"([.!?][’”\"')]*)\s+")
+
+
+def real_books() -> list[Path]:
+    """Alice, Sherlock Holmes and Frankenstein in the real data folder (skips when it is absent)."""
+    folder = require_real_data() / "books"
+    return [folder / name for name in BOOK_NAMES]
 
 
 def book_documents(path: Path, *, paragraphs_per_document: int = 12) -> list[list[str]]:
@@ -49,7 +56,7 @@ def write_book_shards(
     paragraphs_per_document: int = 12,
 ) -> list[Path]:
     """One text shard per book, named like extract_text's."""
-    books = BOOKS if books is None else books
+    books = real_books() if books is None else books
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, book in enumerate(books):

@@ -1,4 +1,4 @@
-"""pipeline.books: encodings, Gutenberg boilerplate, rejoined lines, on the bundled books."""
+"""pipeline.books: encodings, Gutenberg boilerplate, rejoined lines, on the real books."""
 
 from __future__ import annotations
 
@@ -20,18 +20,18 @@ BOOKS = {
     "pg1661-sherlock-holmes.txt": (
         "The Adventures of Sherlock Holmes",
         "To Sherlock Holmes she is always THE woman.",
-        'It is introspective, and I want to introspect. Come along!"',
+        "head of a private school at Walsall, where I believe that she has met with considerable success.",
     ),
     "pg84-frankenstein.txt": (
         "Frankenstein",
         "To Mrs. Saville, England.",
-        "it is from your cousin, I believe.”",
+        "He was soon borne away by the waves and lost in darkness and distance.",
     ),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BOOKS))
-def test_bundled_books_lose_all_boilerplate(data_dir, name):
+def test_real_books_lose_all_boilerplate(data_dir, name):
     title, first, last = BOOKS[name]
     book = books.read_book(str(data_dir / "books" / name))
     assert book.title == title
@@ -168,7 +168,7 @@ def test_read_books_step(data_dir, tmp_path):
     """The Beam step: one document per book, a counted drop for a book with no prose."""
     empty = tmp_path / "empty.txt"
     empty.write_text("CONTENTS\n\nCHAPTER I.\n", encoding="utf-8")
-    paths = [str(p) for p in sorted((data_dir / "books").glob("*.txt"))] + [str(empty)]
+    paths = [str(data_dir / "books" / name) for name in sorted(BOOKS)] + [str(empty)]
     config = extract_text.ExtractTextConfig(
         input=",".join(paths), output_dir=str(tmp_path / "out"), source="books"
     )

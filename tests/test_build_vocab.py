@@ -22,6 +22,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as tf_text_learner
 
 from pipeline import build_vocab, metadata, storage
+from tests import pretraining_fixtures
 from tokenizer import BertTokenizer, basic_tokenization, vocab, vocab_learning
 from tokenizer.vocab_learning import LearnParams
 
@@ -40,9 +41,9 @@ def alice(data_dir):
 
 @pytest.fixture(scope="module")
 def corpus_dir(data_dir, tmp_path_factory):
-    """Text shards: the three books as they are, plus the Wikipedia sample's raw wikitext."""
+    """Text shards: three real books as they are, plus the Wikipedia sample's raw wikitext."""
     folder = tmp_path_factory.mktemp("shards")
-    for path in sorted((data_dir / "books").glob("*.txt")):
+    for path in pretraining_fixtures.real_books():
         (folder / f"book-{path.name}").write_bytes(path.read_bytes())
     xml = bz2.decompress(
         (data_dir / "wikipedia" / "enwiki-articles1-shortened-multistream.xml.bz2").read_bytes()

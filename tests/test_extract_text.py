@@ -17,6 +17,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import beam_options, extract_text, metadata, storage, text_shards
+from tests import pretraining_fixtures
 from tests.test_wikipedia import page_xml, write_multistream
 
 SAMPLE = "wikipedia/enwiki-articles1-shortened-multistream.xml.bz2"
@@ -215,7 +216,8 @@ def test_plain_dump_and_rerun_with_two_workers_give_identical_shards(
 
 def test_books_job_gives_one_document_per_book(data_dir, tmp_path):
     output = str(tmp_path / "books")
-    counters = run_job(str(data_dir / "books" / "*.txt"), output, source="books", num_shards=2)
+    paths = ",".join(str(path) for path in pretraining_fixtures.real_books())
+    counters = run_job(paths, output, source="books", num_shards=2)
     assert counters["books_read"] == 3
     shards = shard_bytes(output)
     documents = documents_of(shards, "train") + documents_of(shards, "eval")

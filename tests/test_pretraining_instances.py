@@ -24,7 +24,7 @@ def book_sentences() -> list[list[np.ndarray]]:
     tokenizer = BertTokenizer(str(pretraining_fixtures.VOCAB))
     documents = [
         doc
-        for book in pretraining_fixtures.BOOKS
+        for book in pretraining_fixtures.real_books()
         for doc in pretraining_fixtures.book_documents(book)
     ]
     flat = tokenizer.tokenize_to_ids([s for doc in documents for s in doc])

@@ -100,8 +100,8 @@ def test_agreement_scores_spans():
     assert sentences.agreement(blocks, oracle)["f1"] == 1.0
 
 
-def test_gold_sample_agreement(data_dir):
-    blocks = sentences.parse_gold_sample((data_dir / GOLD).read_text(encoding="utf-8"))
+def test_gold_sample_agreement(fixtures_dir):
+    blocks = sentences.parse_gold_sample((fixtures_dir / GOLD).read_text(encoding="utf-8"))
     assert len(blocks) >= 50
     assert {language for language, _ in blocks} >= {"en", "de", "fr", "es", "ru", "uk"}
     scores = sentences.agreement(

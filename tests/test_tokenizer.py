@@ -16,20 +16,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from launch import sample_data
 from pipeline import storage
+from tests import pretraining_fixtures
+from tests.conftest import UNCASED_VOCAB
 from tests.google_reference_tokenization import FullTokenizer
 from tokenizer import BertTokenizer, vocab
 from tokenizer.tokenize import tokenize_file
 
-UNCASED_VOCAB = "tests/data/vocab/bert-base-uncased-vocab.txt"
-
 
 def _corpus_lines(data_dir) -> list[str]:
-    """Every line of the bundled books and of the raw wikitext of the Wikipedia samples."""
+    """Every line of three real books and of the raw wikitext of the Wikipedia samples."""
     lines = []
-    for path in sorted((data_dir / "books").glob("*.txt")):
+    for path in pretraining_fixtures.real_books():
         lines += path.read_text(encoding="utf-8").split("\n")
-    for path in sorted((data_dir / "wikipedia").glob("*.xml*")):
+    for name in (sample_data.WIKI_MULTISTREAM, sample_data.WIKI_TABLES, sample_data.TINYWIKI):
+        path = data_dir / name
         raw = path.read_bytes()
         xml = (bz2.decompress(raw) if path.suffix == ".bz2" else raw).decode("utf-8")
         for match in re.finditer(r"<text[^>]*>(.*?)</text>", xml, re.S):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from launch import sample_data
 from pipeline import beam_options, create_pretraining_data, pretraining_instances
 from tests import pretraining_fixtures
 from tests.test_trainer_input_pipeline import PREDS, SEQ, VOCAB, write_metadata, write_records
@@ -24,7 +25,6 @@ from trainer import config as config_lib
 from trainer import distribution, optimization, training_loop
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOGLE_RECORDS = ROOT / "tests" / "data" / "records" / "google-reference-seq128.tfrecord"
 
 
 def read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
@@ -377,9 +377,9 @@ def _mlm_loss_falls(config) -> list[float]:
 
 
 @pytest.mark.slow  # ~25 s: runs the reference script, then trains
-def test_trains_on_records_from_googles_reference_script(tmp_path):
+def test_trains_on_records_from_googles_reference_script(tmp_path, data_dir):
     config = config_lib.PretrainingConfig(
-        input_file=str(GOOGLE_RECORDS),
+        input_file=str(data_dir / sample_data.GOOGLE_RECORDS),
         output_dir=str(tmp_path / "model"),
         bert=config_lib.model_config("tiny"),  # bert-base-uncased vocab: 30522
         max_seq_length=128,
@@ -398,7 +398,7 @@ def test_trains_on_records_from_googles_reference_script(tmp_path):
 
 def test_trains_on_records_from_create_pretraining_data(tmp_path):
     shards = pretraining_fixtures.write_book_shards(
-        tmp_path / "text", books=pretraining_fixtures.BOOKS[:1]
+        tmp_path / "text", books=pretraining_fixtures.real_books()[:1]
     )
     records_dir = tmp_path / "records"
     pipeline = beam.Pipeline(options=beam_options.pipeline_options([]))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from pipeline import storage
+from tests.conftest import UNCASED_VOCAB
 from tokenizer import vocab
 
-UNCASED_VOCAB = "tests/data/vocab/bert-base-uncased-vocab.txt"
 SPECIAL = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n"
 
 

@@ -1,14 +1,16 @@
 """Makes `google-reference-seq128.tfrecord` with GOOGLE'S reference script, not with ours.
 
-The fixture lets the trainer's tests check that records written by Google's algorithm
+The file lets the trainer's tests check that records written by Google's algorithm
 (`official/nlp/data/create_pretraining_data.py` from the `tf-models-official` wheel, a port of
-google-research/bert's script) train unchanged. It is made once and committed; run this again
+google-research/bert's script) train unchanged. It was made once and lives in the real data
+folder (`$BERT_STACK_DATA/records/`, default ../shared/data), not in the project; run this again
 only to remake it:
 
     .venv/bin/pip install --no-deps tf-models-official tf-keras   # the `bench` extra
-    .venv/bin/python tests/data/records/make_google_reference.py
+    .venv/bin/python tests/data/records/make_google_reference.py [OUTPUT]
 
-Input: `tests/data/books/pg11-alice-in-wonderland.txt`, Gutenberg header and footer cut off,
+OUTPUT defaults to `google-reference-seq128.tfrecord` in the working folder.
+Input: `books/pg11-alice-in-wonderland.txt` of the data folder, Gutenberg header and footer cut off,
 one document per chapter (so next-sentence "random" segments come from other documents), one
 sentence per line (a simple punctuation split; the reference only needs line boundaries).
 Flags: bert-base-uncased vocab, --do_lower_case, --max_seq_length=128,
@@ -29,10 +31,13 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = os.path.dirname(HERE)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
+from launch import sample_data  # noqa: E402 - after the checkout is on the path
+
+DATA = str(sample_data.data_folder())
 BOOK = os.path.join(DATA, "books", "pg11-alice-in-wonderland.txt")
-VOCAB = os.path.join(DATA, "vocab", "bert-base-uncased-vocab.txt")
-OUTPUT = os.path.join(HERE, "google-reference-seq128.tfrecord")
+VOCAB = os.path.join(DATA, sample_data.UNCASED_VOCAB)
+OUTPUT = sys.argv[1] if len(sys.argv) > 1 else "google-reference-seq128.tfrecord"
 # A sentence ends at . ! or ? (maybe followed by a closing quote or bracket), then a space.
 _SENTENCE_END = re.compile(r"([.!?][’”)]*)\s+")
 
