@@ -110,7 +110,7 @@ def statistics(paths: list[str]) -> dict[str, float]:
     """The output statistics of TFRecord files in google-research/bert's schema."""
     import tensorflow as tf
 
-    from pipeline import schema
+    from contracts import schema
 
     spec = schema.feature_spec(max_seq_length=128, max_predictions_per_seq=20)
     dataset = tf.data.TFRecordDataset(paths).batch(4096).map(lambda r: tf.io.parse_example(r, spec))

@@ -73,8 +73,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from absl import logging  # noqa: E402
 
+from contracts import metadata  # noqa: E402
 from launch import demo  # noqa: E402
-from pipeline import metadata  # noqa: E402
 from trainer import (  # noqa: E402
     checkpoint_formats,
     distribution,

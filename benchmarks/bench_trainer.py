@@ -31,7 +31,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pipeline import schema  # noqa: E402
+from contracts import schema  # noqa: E402
 from trainer import config as config_lib  # noqa: E402
 from trainer import input_pipeline, training_loop  # noqa: E402
 

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 
 from absl import app, flags
 
+from contracts import storage
 from launch import gcloud
 
 # The vocab is learned from the train split only, so eval text stays unseen.
@@ -343,9 +344,6 @@ def check_inputs(config: DataflowConfig) -> dict[str, list[str]]:
     Raises:
       gcloud.LaunchError: a pattern matches nothing; the message names it.
     """
-    # Imported here: it loads TensorFlow (for tf.io.gfile), which --dry_run does not need.
-    from pipeline import storage
-
     found = {}
     for flag, patterns in (("--dump", config.dump), ("--books", config.books)):
         if not patterns:
@@ -426,8 +424,6 @@ def execute(
       gcloud.StepFailed: a stage exited with an error.
     """
     if exists is None:
-        from pipeline import storage
-
         exists = storage.exists
     run_kwargs = {"runner": runner} if runner else {}
     ran = []

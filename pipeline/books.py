@@ -26,9 +26,8 @@ import dataclasses
 import hashlib
 import re
 
-import tensorflow as tf
-
-from pipeline import sentences, storage
+from contracts import storage
+from pipeline import sentences
 
 # How much of the file's start holds the Gutenberg header fields.
 _HEADER_SCAN_CHARS = 20_000
@@ -255,6 +254,6 @@ def read_book(path: str, *, language: str | None = None) -> Book:
     try:
         with storage.open_file(path, "rb") as handle:
             data = handle.read()
-    except (OSError, tf.errors.OpError) as error:
+    except OSError as error:
         raise BookError(f"{path}: cannot read ({error})") from error
     return parse_book(data, path=path, language=language)

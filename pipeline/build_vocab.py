@@ -28,24 +28,22 @@ give a byte-identical vocab on any runner with any number of workers.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
-import tensorflow as tf
 from absl import app, flags
 
-from pipeline import beam_options, metadata, storage
+from contracts import hashing, lines, metadata, storage
+from pipeline import beam_options
 from tokenizer import basic_tokenization, vocab
 from tokenizer.vocab_learning import LearnParams
 
 COMMAND = "pipeline.build_vocab"
 ALGORITHMS = ("wordpiece", "sentencepiece")
 _METRICS_NAMESPACE = "build_vocab"
-_READ_CHUNK_BYTES = 8 << 20
 _LOG_EVERY_LINES = 1_000_000
 
 
@@ -87,37 +85,7 @@ def read_lines(path: str) -> Iterator[tuple[str, bool]]:
     Raises:
       OSError: the file cannot be read; the message names it.
     """
-    rest = b""
-    for chunk in _chunks(path):
-        lines = (rest + chunk).split(b"\n")
-        rest = lines.pop()
-        for raw in lines:
-            yield _decode(raw)
-    if rest:
-        yield _decode(rest)
-
-
-def _chunks(path: str) -> Iterator[bytes]:
-    try:
-        f = storage.open_file(path, "rb")
-    except (OSError, tf.errors.OpError) as error:
-        raise OSError(f"cannot read text shard {path}: {error}") from error
-    with f:
-        while True:
-            try:
-                chunk = f.read(_READ_CHUNK_BYTES)
-            except (OSError, tf.errors.OpError) as error:
-                raise OSError(f"cannot read text shard {path}: {error}") from error
-            if not chunk:
-                return
-            yield chunk
-
-
-def _decode(raw: bytes) -> tuple[str, bool]:
-    try:
-        return raw.decode("utf-8").rstrip("\r"), True
-    except UnicodeDecodeError:
-        return raw.decode("utf-8", errors="replace").rstrip("\r"), False
+    return lines.read_lines(path, what="text shard")
 
 
 class CountWordsInFile(beam.DoFn):
@@ -302,7 +270,7 @@ def learn_wordpiece_vocab(selected_and_bounds, *, config: BuildVocabConfig) -> l
 
 
 def _line_hash(line: str) -> int:
-    return int.from_bytes(hashlib.blake2b(line.encode("utf-8"), digest_size=8).digest(), "big")
+    return hashing.stable_hash64(line, byteorder="big")
 
 
 class SampleLines(beam.PTransform):
@@ -475,7 +443,7 @@ def build_pipeline(
 
 def output_folder(output: str) -> str:
     """The folder a vocab file is in (its metadata.json goes there)."""
-    return output.rsplit("/", 1)[0] if "/" in output.rstrip("/") else "."
+    return storage.dirname(output)
 
 
 def run(

@@ -7,7 +7,7 @@ r"""Text shards to masked-LM / next-sentence TFRecords, in Beam.
        --compression=gzip --output_prefix=train --direct_num_workers=2 | --runner=DataflowRunner …]
 
 The algorithm is google-research/bert's (see `pipeline.pretraining_instances` for what we
-fixed); the records are its schema (`pipeline.schema`); the output is
+fixed); the records are its schema (`contracts.schema`); the output is
 `<output_dir>/<prefix>-00000-of-00064.tfrecord[.gz]` and `metadata.json`, written last.
 
 The Beam graph, and why it is shaped so:
@@ -47,15 +47,14 @@ import apache_beam as beam
 import numpy as np
 from absl import app, flags
 
+from contracts import hashing, metadata, storage
 from pipeline import (
     beam_options,
     document_reader,
     example_encoding,
     masking,
-    metadata,
     pretraining_instances,
     record_files,
-    storage,
 )
 from pipeline.pretraining_instances import PretrainingDataConfig
 
@@ -88,10 +87,6 @@ def choose_num_buckets(
         config.parallel_buckets, estimated_documents // config.min_bucket_documents
     )
     return max(1, for_memory, for_parallelism)
-
-
-def bucket_of(doc_id: str, num_buckets: int, *, random_seed: int) -> int:
-    return pretraining_instances.stable_hash64("bucket", random_seed, doc_id) % num_buckets
 
 
 def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float) -> float:
@@ -204,7 +199,7 @@ class ReadAndTokenize(beam.DoFn):
     def setup(self):
         from tokenizer import BertTokenizer
 
-        key = (pretraining_instances.stable_hash64(*self._tokens), self._do_lower_case)
+        key = (hashing.stable_hash64(*self._tokens), self._do_lower_case)
         if key not in _TOKENIZERS:
             _TOKENIZERS[key] = BertTokenizer.from_tokens(
                 self._tokens, do_lower_case=self._do_lower_case
@@ -329,7 +324,7 @@ class WriteParts(beam.DoFn):
         # the shard, so every shard gets a share of every bucket, balanced to within one.
         slot_draws = masking.uniform(
             np.array(
-                [pretraining_instances.stable_hash64("slots", config.random_seed, bucket)],
+                [hashing.stable_hash64("slots", config.random_seed, bucket)],
                 dtype=np.uint64,
             ),
             stream=0,
@@ -430,7 +425,7 @@ class MergeShard(beam.DoFn):
         sources = np.repeat(np.arange(len(parts)), sizes)
         draws = masking.uniform(
             np.array(
-                [pretraining_instances.stable_hash64("merge", config.random_seed, shard)],
+                [hashing.stable_hash64("merge", config.random_seed, shard)],
                 dtype=np.uint64,
             ),
             stream=0,
@@ -448,7 +443,7 @@ class MergeShard(beam.DoFn):
                 for record in buffered_shuffle(
                     records,
                     capacity=config.shuffle_buffer_records,
-                    key=pretraining_instances.stable_hash64("shuffle", config.random_seed, shard),
+                    key=hashing.stable_hash64("shuffle", config.random_seed, shard),
                 ):
                     out.write_framed(record)
         finally:
@@ -555,10 +550,7 @@ def _write_metadata(
             ],
         },
     )
-    if storage.exists(scratch_dir):
-        import tensorflow as tf
-
-        tf.io.gfile.rmtree(scratch_dir)
+    storage.rmtree(scratch_dir)
     logging.info(
         "%s: %d instances in %d shards; masked %.4f, random next %.4f",
         output_dir,
@@ -646,7 +638,12 @@ def build_pipeline(
     buckets = (
         documents
         | "KeyByBucket"
-        >> beam.Map(lambda d: (bucket_of(d[0], num_buckets, random_seed=config.random_seed), d))
+        >> beam.Map(
+            lambda d: (
+                hashing.bucket_of("bucket", config.random_seed, d[0], num_buckets=num_buckets),
+                d,
+            )
+        )
         | "GroupIntoBuckets" >> beam.GroupByKey()
     )
     bucket_counts = (

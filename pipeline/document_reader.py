@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from pipeline import storage
+from contracts import lines, storage
 
 
 class ByteRange(NamedTuple):
@@ -80,13 +80,12 @@ def plan_ranges(paths: Sequence[str], sizes: Sequence[int], *, split_bytes: int)
 
 
 def _decode(line: bytes, counts: Counter) -> str:
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError:
-        # The reference decodes with errors="ignore"; a replacement character is then dropped
-        # by the tokenizer's text cleaning (as Google's), so the text is the same. Counted.
+    # The reference decodes with errors="ignore"; a replacement character is then dropped by the
+    # tokenizer's text cleaning (as Google's), so the text is the same. Counted.
+    text, valid = lines.decode(line)
+    if not valid:
         counts["lines_invalid_utf8"] += 1
-        return line.decode("utf-8", errors="replace")
+    return text
 
 
 def read_documents(
@@ -128,7 +127,7 @@ def read_documents(
             line = f.readline()
             if not line:
                 break
-            # Not len(line): TensorFlow's readline turns "\r\n" into "\n".
+            # The file's own position, not a sum of len(line): it is the seek target.
             position = f.tell()
             text = _decode(line, counts).strip()
             if not text:

@@ -11,7 +11,7 @@ non-negative ints or of float32s, so the wire format is easy to write for a whol
     Feature    { FloatList float_list = 2; Int64List int64_list = 3; }
     *List      { repeated value = 1 [packed]; }            varints / little-endian float32
 
-`serialize_batch` gives exactly the bytes of `pipeline.schema.serialize` for each row (a test
+`serialize_batch` gives exactly the bytes of `contracts.schema.serialize` for each row (a test
 checks it on random batches), about twenty times faster.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pipeline import schema
+from contracts import schema
 
 _TAG_FIELD1_BYTES = 0x0A  # field 1, length-delimited
 _TAG_FIELD2_BYTES = 0x12  # field 2, length-delimited

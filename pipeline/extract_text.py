@@ -32,7 +32,8 @@ from typing import Any
 import apache_beam as beam
 from absl import app, flags
 
-from pipeline import beam_options, books, metadata, sentences, storage, text_shards, wikipedia
+from contracts import metadata, storage
+from pipeline import beam_options, books, sentences, text_shards, wikipedia
 
 COMMAND = "pipeline.extract_text"
 COUNTER_NAMESPACE = "extract_text"

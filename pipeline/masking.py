@@ -30,11 +30,11 @@ import dataclasses
 
 import numpy as np
 
-# splitmix64 (Steele, Lea, Flood 2014): a bijective 64-bit mixer with full avalanche, so
-# consecutive counters give independent-looking uniform values.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+from contracts import hashing
+
+# Draws are splitmix64 (contracts.hashing) of key + counter * golden gamma: consecutive counters
+# give independent-looking uniform values.
+_GOLDEN = hashing.GOLDEN_GAMMA
 # Draws of one instance: counter = stream * _STREAM_STRIDE + position.
 _STREAM_STRIDE = 1 << 32
 STREAM_CANDIDATE_ORDER = 1
@@ -46,14 +46,6 @@ ACTION_NONE = 0
 ACTION_MASK = 1  # replaced by [MASK] (80%)
 ACTION_RANDOM = 2  # replaced by a random token (10%)
 ACTION_KEEP = 3  # left as it was, still predicted (10%)
-
-
-def splitmix64(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer on a uint64 array (wrapping arithmetic, as the algorithm needs)."""
-    z = np.asarray(values, dtype=np.uint64)
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return z ^ (z >> np.uint64(31))
 
 
 def uniform(keys: np.ndarray, *, stream: int, width: int) -> np.ndarray:
@@ -68,7 +60,9 @@ def uniform(keys: np.ndarray, *, stream: int, width: int) -> np.ndarray:
       float64 [batch, width]; entry (i, j) depends on keys[i], stream and j only.
     """
     counters = np.arange(width, dtype=np.uint64) + np.uint64(stream * _STREAM_STRIDE + 1)
-    mixed = splitmix64(np.asarray(keys, dtype=np.uint64)[:, None] + counters[None, :] * _GOLDEN)
+    mixed = hashing.splitmix64(
+        np.asarray(keys, dtype=np.uint64)[:, None] + counters[None, :] * _GOLDEN
+    )
     # The top 53 bits make an exactly representable double in [0, 1).
     return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
@@ -84,7 +78,7 @@ def uniform_at(keys: np.ndarray, columns: np.ndarray, *, stream: int) -> np.ndar
       float64 [n].
     """
     counters = np.asarray(columns, dtype=np.uint64) + np.uint64(stream * _STREAM_STRIDE + 1)
-    mixed = splitmix64(np.asarray(keys, dtype=np.uint64) + counters * _GOLDEN)
+    mixed = hashing.splitmix64(np.asarray(keys, dtype=np.uint64) + counters * _GOLDEN)
     return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
@@ -92,7 +86,7 @@ def instance_keys(base_key: int, count: int) -> np.ndarray:
     """`count` independent uint64 keys derived from one 64-bit `base_key` (e.g. a hash of the
     seed, the document id and the dupe index), one per instance."""
     counters = np.arange(1, count + 1, dtype=np.uint64) * _GOLDEN
-    return splitmix64(np.uint64(base_key & 0xFFFFFFFFFFFFFFFF) + counters)
+    return hashing.splitmix64(np.uint64(base_key & 0xFFFFFFFFFFFFFFFF) + counters)
 
 
 def num_to_predict(

@@ -36,7 +36,6 @@ so A and B are (start, end) offsets and nothing is copied until the batch is pac
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -44,7 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline import masking, schema
+from contracts import hashing, schema
+from pipeline import masking
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,13 +116,6 @@ class PretrainingDataConfig:
             raise ValueError(f"compression={self.compression!r}: must be 'none' or 'gzip'")
         if not self.output_prefix or "/" in self.output_prefix:
             raise ValueError(f"output_prefix={self.output_prefix!r}: must be a plain name")
-
-
-def stable_hash64(*parts: object) -> int:
-    """A 64-bit hash of `parts` that is the same in every process, on every machine
-    (Python's `hash` of a str is salted per process)."""
-    text = "\x1f".join(str(part) for part in parts).encode("utf-8")
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
 class Document(NamedTuple):
@@ -400,19 +393,19 @@ def create_segments(
 
 def segment_rng(random_seed: int, doc_id: str, dupe: int) -> random.Random:
     """The generator of one document's cuts and pairs in one pass."""
-    return random.Random(stable_hash64("segments", random_seed, doc_id, dupe))
+    return random.Random(hashing.stable_hash64("segments", random_seed, doc_id, dupe))
 
 
 def mask_key(random_seed: int, doc_id: str, dupe: int) -> int:
     """The 64-bit key the masks of one document's instances in one pass derive from."""
-    return stable_hash64("masks", random_seed, doc_id, dupe)
+    return hashing.stable_hash64("masks", random_seed, doc_id, dupe)
 
 
 def bucket_order(documents: Sequence[Document], *, random_seed: int) -> list[Document]:
     """A bucket's documents in a fixed pseudo-random order: sorted by a seeded hash of their
     ids, whatever order the shuffle delivered them in."""
     return sorted(
-        documents, key=lambda d: (stable_hash64("order", random_seed, d.doc_id), d.doc_id)
+        documents, key=lambda d: (hashing.stable_hash64("order", random_seed, d.doc_id), d.doc_id)
     )
 
 

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid
 import zlib
-from collections.abc import Iterator
 
 import google_crc32c
-import tensorflow as tf
 
-from pipeline import storage
+from contracts import storage
 
 _MASK_DELTA = 0xA282EAD8
 _READ_CHUNK_BYTES = 256 << 10
@@ -66,9 +63,8 @@ class TFRecordShardWriter:
         self._compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if compression == "gzip" else None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        folder = path.rsplit("/", 1)[0] if "/" in path else "."
-        storage.makedirs(folder)
-        self._temporary = storage.join(folder, f".{storage.basename(path)}.tmp-{uuid.uuid4().hex}")
+        storage.makedirs(storage.dirname(path))
+        self._temporary = storage.temporary_path(path)
         self._file = storage.open_file(self._temporary, "wb")
 
     @property
@@ -102,7 +98,7 @@ class TFRecordShardWriter:
     def close(self) -> None:
         self._flush(final=True)
         self._file.close()
-        tf.io.gfile.rename(self._temporary, self.path, overwrite=True)
+        storage.rename(self._temporary, self.path)
 
     def abort(self) -> None:
         self._file.close()
@@ -128,8 +124,8 @@ class PartWriter:
     def __init__(self, path: str):
         self.path = path
         self.records = 0
-        folder = path.rsplit("/", 1)[0] if "/" in path else "."
-        self._temporary = storage.join(folder, f".{storage.basename(path)}.tmp-{uuid.uuid4().hex}")
+        storage.makedirs(storage.dirname(path))
+        self._temporary = storage.temporary_path(path)
         self._file = storage.open_file(self._temporary, "wb")
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -148,7 +144,7 @@ class PartWriter:
     def close(self) -> None:
         self._flush()
         self._file.close()
-        tf.io.gfile.rename(self._temporary, self.path, overwrite=True)
+        storage.rename(self._temporary, self.path)
 
     def abort(self) -> None:
         self._file.close()
@@ -193,12 +189,3 @@ class PartReader:
 
     def close(self) -> None:
         self._file.close()
-
-
-def read_tfrecords(path: str, *, compression: str = "none") -> Iterator[bytes]:
-    """The records of a TFRecord file, through TensorFlow's reader (which checks the CRCs)."""
-    dataset = tf.data.TFRecordDataset(
-        path, compression_type="GZIP" if compression == "gzip" else ""
-    )
-    for record in dataset.as_numpy_iterator():
-        yield bytes(record)

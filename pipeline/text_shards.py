@@ -19,10 +19,11 @@ byte-identical shards:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import heapq
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
+
+from contracts import hashing
 
 SPLITS = ("train", "eval")
 # Buckets per output shard: enough for the law of large numbers to even the buckets out, few
@@ -64,10 +65,13 @@ class Document:
         return zlib.decompress(self.compressed)
 
 
+# How text shards hash a document id (salt, then id): frozen, the split and the shards depend on it.
+_HASH = dict(separator="\x00", algorithm="sha256", byteorder="big")
+
+
 def stable_hash(doc_id: str, *, salt: str) -> int:
     """A 64-bit hash of an id that is the same on every machine and Python run."""
-    digest = hashlib.sha256(f"{salt}\x00{doc_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+    return hashing.stable_hash64(salt, doc_id, **_HASH)
 
 
 def split_of(doc_id: str, *, eval_fraction: float) -> str:
@@ -76,7 +80,7 @@ def split_of(doc_id: str, *, eval_fraction: float) -> str:
 
 
 def bucket_of(doc_id: str, *, num_buckets: int) -> int:
-    return stable_hash(doc_id, salt="bucket") % num_buckets
+    return hashing.bucket_of("bucket", doc_id, num_buckets=num_buckets, **_HASH)
 
 
 def order_key(doc_id: str) -> tuple[int, str]:

@@ -46,10 +46,10 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from xml.sax.saxutils import escape as xml_escape
 
-import tensorflow as tf
 from wikiextractor import extract as wikiextractor
 
-from pipeline import sentences, storage
+from contracts import storage
+from pipeline import sentences
 
 _CHUNK_BYTES = 1 << 20
 # How much of a file's start is enough to find `<mediawiki …>` and `<siteinfo>` (a real
@@ -266,8 +266,7 @@ def _raw_chunks(path: str, start: int, end: int | None) -> Iterator[bytes]:
     """The bytes of `path` from `start` to `end` (None: end of file), in 1 MiB chunks."""
     position = start
     try:
-        # tf.io.gfile opens lazily: a missing file fails at the first read, so all of it is
-        # inside the try.
+        # A remote file may open lazily and fail at the first read: all of it is inside the try.
         with storage.open_file(path, "rb") as handle:
             if start:
                 handle.seek(start)
@@ -278,7 +277,7 @@ def _raw_chunks(path: str, start: int, end: int | None) -> Iterator[bytes]:
                     break
                 position += len(chunk)
                 yield chunk
-    except (OSError, tf.errors.OpError) as error:
+    except OSError as error:
         raise DumpError(f"{path}: cannot read at byte {position} ({error})") from error
     if end is not None and position < end:
         raise DumpError(f"{path}: ends at byte {position}, before byte {end}")

@@ -21,7 +21,8 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as tf_text_learner
 
-from pipeline import build_vocab, metadata, storage
+from contracts import metadata, storage
+from pipeline import build_vocab
 from tests import pretraining_fixtures
 from tokenizer import BertTokenizer, basic_tokenization, vocab, vocab_learning
 from tokenizer.vocab_learning import LearnParams

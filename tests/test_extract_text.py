@@ -16,7 +16,8 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import beam_options, extract_text, metadata, storage, text_shards
+from contracts import metadata, storage
+from pipeline import beam_options, extract_text, text_shards
 from tests import pretraining_fixtures
 from tests.test_wikipedia import page_xml, write_multistream
 

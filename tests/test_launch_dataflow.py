@@ -294,7 +294,7 @@ def test_execute_stops_at_the_first_failed_stage():
 
 
 def test_resume_and_input_checks_on_gcs(gcs_dir):
-    from pipeline import storage
+    from contracts import storage
 
     bucket_root = gcs_dir
     storage.atomic_write(f"{bucket_root}/dumps/enwiki-pages-articles.xml.bz2", b"BZh9")

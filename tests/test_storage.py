@@ -1,4 +1,4 @@
-"""pipeline.storage on local paths and gs://, and every GCS client against the local server."""
+"""contracts.storage on local paths and gs://, and every GCS client against the local server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import storage
+from contracts import storage
 
 
 @pytest.fixture(params=["local", "gcs"])

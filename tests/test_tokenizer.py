@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from contracts import storage
 from launch import sample_data
-from pipeline import storage
 from tests import pretraining_fixtures
 from tests.conftest import UNCASED_VOCAB
 from tests.google_reference_tokenization import FullTokenizer

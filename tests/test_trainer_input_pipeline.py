@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import metadata, schema
+from contracts import metadata, schema
 from trainer import input_pipeline
 
 SEQ, PREDS, VOCAB = 32, 5, 97
@@ -17,7 +17,7 @@ SEQ, PREDS, VOCAB = 32, 5, 97
 def write_records(
     path, count, *, seq=SEQ, preds=PREDS, vocab=VOCAB, seed=0, first_id=0, weight=1.0
 ):
-    """Writes `count` valid pretraining records (pipeline.schema) that a model can learn from.
+    """Writes `count` valid pretraining records (contracts.schema) that a model can learn from.
 
     Segment A repeats a pattern of 3 tokens drawn from a skewed (Zipf-like) distribution;
     segment B continues it (next_sentence_labels 0) or repeats a new pattern (1, "random

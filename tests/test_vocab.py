@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import storage
+from contracts import storage
 from tests.conftest import UNCASED_VOCAB
 from tokenizer import vocab
 

@@ -18,11 +18,10 @@ from collections.abc import Iterator
 
 from absl import app, flags
 
-from pipeline import storage
+from contracts import lines, storage
 
 DEFAULT_BATCH_SIZE = 2048  # lines per tokenizer call: big enough to amortise each TF call
 _LOG_EVERY_SECONDS = 30.0
-_CHUNK_BYTES = 8 << 20
 
 
 @dataclasses.dataclass
@@ -34,26 +33,10 @@ class TokenizeCounts:
 
 
 def _lines(path: str, counts: TokenizeCounts) -> Iterator[str]:
-    """The lines of a file, without their line ends, read in large chunks (GFile's readline is
-    a round trip per line)."""
-    rest = b""
-    with storage.open_file(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            raw_lines = (rest + chunk).split(b"\n")
-            rest = raw_lines.pop()
-            for raw in raw_lines:
-                yield _decode(raw, counts)
-    if rest:
-        yield _decode(rest, counts)
-
-
-def _decode(raw: bytes, counts: TokenizeCounts) -> str:
-    try:
-        line = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        counts.invalid_utf8_lines += 1
-        line = raw.decode("utf-8", errors="replace")
-    return line.rstrip("\r")
+    """The lines of a file, without their line ends; invalid UTF-8 repaired and counted."""
+    for line, valid in lines.read_lines(path, what="input"):
+        counts.invalid_utf8_lines += not valid
+        yield line
 
 
 def _batches(path: str, batch_size: int, counts: TokenizeCounts) -> Iterator[list[str]]:

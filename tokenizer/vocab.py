@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pipeline import storage
+from contracts import storage
 
 PAD = "[PAD]"
 UNK = "[UNK]"

@@ -34,6 +34,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from contracts import hashing
+
 # A FastWordpieceTokenizer needs an unknown token; words never contain spaces, so this one can
 # never match part of a word (the learner's vocab always holds every character anyway).
 _UNKNOWN_SENTINEL = "[ unknown ]"
@@ -119,15 +121,6 @@ def select_words(
 # --- The learner ------------------------------------------------------------------------------
 
 
-def _mix64(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser: a bijective scramble of uint64 values (wrapping arithmetic)."""
-    values = values ^ (values >> np.uint64(30))
-    values = values * np.uint64(0xBF58476D1CE4E5B9)
-    values = values ^ (values >> np.uint64(27))
-    values = values * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
-
-
 class _SuffixTable:
     """Every suffix of every word, as integer ids shared by equal token strings.
 
@@ -163,10 +156,12 @@ class _SuffixTable:
                 following = (
                     suffix_hash[positions + 1] if distance else np.full(len(positions), seed)
                 )
-                suffix_hash[positions] = _mix64(following * np.uint64(31) + codes[positions] + seed)
+                suffix_hash[positions] = hashing.splitmix64(
+                    following * np.uint64(31) + codes[positions] + seed
+                )
             # "##ing" (a word's continuation) and "ing" (a whole word) are different tokens.
             continues = (self.start_in_word > 0).astype(np.uint64)
-            hashes.append(_mix64(suffix_hash ^ (continues * seed)))
+            hashes.append(hashing.splitmix64(suffix_hash ^ (continues * seed)))
         keys = np.ascontiguousarray(np.stack(hashes, axis=1)).view(np.dtype((np.void, 16)))[:, 0]
         _, self.first_position, self.suffix_id = np.unique(
             keys, return_index=True, return_inverse=True

@@ -43,7 +43,7 @@ import safetensors.numpy
 import tensorflow as tf
 from absl import logging
 
-from pipeline import storage
+from contracts import storage
 from trainer import modeling
 from trainer.config import BertConfig
 
@@ -352,7 +352,7 @@ def checkpoint_prefix(path: str) -> str:
         path = path[: -len(".index")]
     if storage.exists(path + ".index"):
         return path
-    if tf.io.gfile.isdir(path):
+    if storage.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest:
             return latest
@@ -388,11 +388,7 @@ def _load_checkpoint(prefix: str):
 
 
 def _checkpoint_files(prefix: str) -> tuple[str, ...]:
-    return tuple(sorted(tf.io.gfile.glob(prefix + ".index") + tf.io.gfile.glob(prefix + ".data-*")))
-
-
-def _folder_of(path: str) -> str:
-    return path.rsplit("/", 1)[0] if "/" in path else "."
+    return tuple(sorted(storage.glob(prefix + ".index") + storage.glob(prefix + ".data-*")))
 
 
 def detect_format(path: str) -> str:
@@ -409,7 +405,7 @@ def detect_format(path: str) -> str:
     stripped = path.rstrip("/")
     if stripped.endswith(".safetensors"):
         return "huggingface"
-    if tf.io.gfile.isdir(stripped) and any(
+    if storage.isdir(stripped) and any(
         storage.exists(storage.join(stripped, name))
         for name in (SAFETENSORS_FILE, SAFETENSORS_INDEX_FILE, "pytorch_model.bin")
     ):
@@ -440,7 +436,7 @@ def _read_json(path: str) -> dict:
 def _config_beside(prefix: str, *, source: str) -> BertConfig:
     """The BertConfig in the checkpoint's folder: bert_config.json, else the trainer's
     config.json (whose "bert" key holds it)."""
-    folder = _folder_of(prefix)
+    folder = storage.dirname(prefix)
     path = storage.join(folder, BERT_CONFIG_FILE)
     if storage.exists(path):
         return BertConfig.from_json_file(path)
@@ -626,7 +622,7 @@ def read_huggingface(
     """
     folder = path.rstrip("/")
     if folder.endswith(".safetensors"):
-        folder = _folder_of(folder)
+        folder = storage.dirname(folder)
     index_path = storage.join(folder, SAFETENSORS_INDEX_FILE)
     if storage.exists(storage.join(folder, SAFETENSORS_FILE)):
         files = [storage.join(folder, SAFETENSORS_FILE)]

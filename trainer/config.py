@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline import storage
+from contracts import storage
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,7 +28,7 @@ import sys
 import tensorflow as tf
 from absl import app, flags, logging
 
-from pipeline import metadata, storage
+from contracts import metadata, storage
 from trainer import checkpoint_formats
 from trainer.config import BertConfig
 
@@ -49,9 +49,7 @@ def _check_new_folder(output_dir: str) -> None:
 def _input_folder(path: str) -> str:
     """The folder of a checkpoint path (a folder itself, or a prefix / file inside one)."""
     stripped = path.rstrip("/")
-    if tf.io.gfile.isdir(stripped):
-        return stripped
-    return stripped.rsplit("/", 1)[0] if "/" in stripped else "."
+    return stripped if storage.isdir(stripped) else storage.dirname(stripped)
 
 
 def convert(

@@ -25,12 +25,11 @@ variable `do_lower_case`, as TF Hub's BERT encoders do.
 from __future__ import annotations
 
 import sys
-import uuid
 
 import tensorflow as tf
 from absl import app, flags, logging
 
-from pipeline import metadata, storage
+from contracts import metadata, storage
 from tokenizer.bert_tokenizer import BertTokenizer
 from trainer import checkpoint_formats, modeling
 from trainer.config import BertConfig
@@ -214,20 +213,15 @@ def export_saved_model(
     else:
         # Locally, save beside the output under a hidden name and rename it into place, so
         # that output_dir never holds a partial SavedModel.
-        parent, name = output_dir.rsplit("/", 1) if "/" in output_dir else (".", output_dir)
-        temporary = storage.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
+        temporary = storage.temporary_path(output_dir)
         _save_or_remove(module, temporary, signatures=signatures)
         try:
-            if storage.exists(output_dir):
-                tf.io.gfile.rmtree(output_dir)  # empty, checked above
-            tf.io.gfile.rename(temporary, output_dir)
+            storage.rmtree(output_dir)  # empty, checked above
+            storage.rename(temporary, output_dir)
         finally:
-            if storage.exists(temporary):
-                tf.io.gfile.rmtree(temporary)
+            storage.rmtree(temporary)
     files = sorted(
-        storage.join(root, file)
-        for root, _, names in tf.io.gfile.walk(output_dir)
-        for file in names
+        storage.join(root, file) for root, names in storage.walk(output_dir) for file in names
     )
     metadata.write(
         output_dir,
@@ -253,8 +247,7 @@ def _save_or_remove(module: tf.Module, path: str, *, signatures: dict) -> None:
     try:
         tf.saved_model.save(module, path, signatures=signatures)
     except BaseException:
-        if storage.exists(path):
-            tf.io.gfile.rmtree(path)
+        storage.rmtree(path)
         raise
 
 

@@ -1,4 +1,4 @@
-"""tf.data over the pretraining TFRecords (pipeline/schema.py), sharded per host.
+"""tf.data over the pretraining TFRecords (contracts/schema.py), sharded per host.
 
 Training: files sharded by host (`tf.distribute.InputContext`), shuffled, read interleaved,
 repeated, records shuffled, batched per replica with fixed shapes, parsed in batches, int64
@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pipeline import metadata, schema, storage
+from contracts import metadata, schema, storage
 
 # Records read from the first file to check shapes and ids before training.
 _RECORDS_CHECKED = 64
@@ -57,7 +57,7 @@ def check_inputs(
     Raises:
       ValueError: a mismatch; the message names the file, the value found and the setting.
     """
-    folders = collections.OrderedDict((f.rstrip("/").rsplit("/", 1)[0], None) for f in files)
+    folders = collections.OrderedDict((storage.dirname(f), None) for f in files)
     for folder in folders:
         record = metadata.read(folder)
         if record is None:
@@ -107,7 +107,7 @@ def _check_first_records(
                 if name not in features:
                     raise ValueError(
                         f"{path}: record {index} has no feature {name!r}; is this a BERT "
-                        "pretraining TFRecord file (pipeline/schema.py)?"
+                        "pretraining TFRecord file (contracts/schema.py)?"
                     )
                 values = features[name]
                 found = len(values.float_list.value) or len(values.int64_list.value)

@@ -19,7 +19,7 @@ import json
 
 from absl import app, flags, logging
 
-from pipeline import metadata, storage
+from contracts import metadata, storage
 from trainer import config as config_lib
 from trainer import distribution, training_loop
 
@@ -93,8 +93,7 @@ def define_flags(values: flags.FlagValues = FLAGS) -> None:
 def _records_metadata(patterns: str) -> dict:
     """The metadata.json beside the first matched records that has one ({} if none)."""
     for pattern in storage.split_patterns(patterns):
-        folder = pattern.rstrip("/").rsplit("/", 1)[0] if "/" in pattern else "."
-        record = metadata.read(folder)
+        record = metadata.read(storage.dirname(pattern))
         if record:
             return record
     return {}

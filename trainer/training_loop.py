@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from pipeline import storage
+from contracts import storage
 from trainer import checkpoint_formats, input_pipeline, modeling, optimization
 from trainer.config import BertConfig, PretrainingConfig
 

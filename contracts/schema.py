@@ -14,15 +14,20 @@ reads it), so records move freely between that project and this one:
 | next_sentence_labels | int64   | 1 (1 = B is a random segment, 0 = B follows A) |
 
 Padding is 0 everywhere; a padded prediction slot has weight 0.0.
-This module imports no Beam, so the trainer can use it on a TPU VM.
+This module imports no Beam, so the trainer can use it on a TPU VM, and TensorFlow only inside
+the two functions that build TensorFlow objects: the writer (`pipeline.example_encoding`)
+serializes with numpy and must not pay TensorFlow's start-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")
 PREDICTION_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
@@ -42,6 +47,8 @@ def feature_spec(
     *, max_seq_length: int, max_predictions_per_seq: int
 ) -> dict[str, tf.io.FixedLenFeature]:
     """The `tf.io.parse_example` spec for one record, as google-research/bert declares it."""
+    import tensorflow as tf  # heavy; only readers need it (see the module docstring)
+
     lengths = feature_lengths(
         max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq
     )
@@ -53,6 +60,8 @@ def feature_spec(
 
 def to_example(features: Mapping[str, np.ndarray | list]) -> tf.train.Example:
     """Builds a `tf.train.Example` from one instance's padded feature arrays."""
+    import tensorflow as tf  # heavy; only readers need it (see the module docstring)
+
     example = tf.train.Example()
     for name in FEATURE_NAMES:
         values = np.asarray(features[name]).reshape(-1)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from pipeline import storage
+from contracts import storage
 
 FILENAME = "metadata.json"
 _PACKAGES = (

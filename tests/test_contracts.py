@@ -1,0 +1,85 @@
+"""The ground floor: stable hashes, line reading and path helpers (storage on gs:// is in
+test_storage.py)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from contracts import hashing, lines, storage
+
+
+def test_stable_hash64_is_a_fixed_function_of_its_parts():
+    # The values are part of the outputs' contract: a change re-seeds or re-splits every output.
+    assert hashing.stable_hash64("x") == int.from_bytes(
+        hashlib.blake2b(b"x", digest_size=8).digest(), "little"
+    )
+    assert hashing.stable_hash64("segments", 12345, "a.txt:0", 0) == int.from_bytes(
+        hashlib.blake2b(b"segments\x1f12345\x1fa.txt:0\x1f0", digest_size=8).digest(), "little"
+    )
+    assert hashing.stable_hash64(
+        "split", "enwiki:12", separator="\x00", algorithm="sha256", byteorder="big"
+    ) == int.from_bytes(hashlib.sha256(b"split\x00enwiki:12").digest()[:8], "big")
+    assert hashing.stable_hash64("a", 1) != hashing.stable_hash64("a", 2)
+    with pytest.raises(ValueError, match="algorithm='md5'"):
+        hashing.stable_hash64("x", algorithm="md5")
+
+
+def test_bucket_of_spreads_keys_evenly_and_stably():
+    counts = np.bincount([hashing.bucket_of("k", i, num_buckets=8) for i in range(8000)])
+    assert len(counts) == 8 and counts.max() < 1100
+    assert hashing.bucket_of("k", 5, num_buckets=8) == hashing.stable_hash64("k", 5) % 8
+
+
+def test_splitmix64_matches_the_reference_sequence():
+    # The reference generator (Vigna's splitmix64.c) seeded with 0 starts with these outputs:
+    # state += golden gamma, then the finalizer.
+    states = np.arange(1, 4, dtype=np.uint64) * hashing.GOLDEN_GAMMA
+    assert [int(v) for v in hashing.splitmix64(states)] == [
+        0xE220A8397B1DCDAF,
+        0x6E789E6AA1B965F4,
+        0x06C45D188009454F,
+    ]
+
+
+def test_read_lines_repairs_and_reports_invalid_utf8(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"first\r\nbad \xff byte\n\nlast without end")
+    assert list(lines.read_lines(str(path), chunk_bytes=4)) == [
+        ("first", True),
+        ("bad \ufffd byte", False),
+        ("", True),
+        ("last without end", True),
+    ]
+
+
+def test_read_lines_names_the_file_it_cannot_read(tmp_path):
+    missing = tmp_path / "missing.txt"
+    with pytest.raises(OSError, match=f"cannot read text shard {missing}"):
+        list(lines.read_lines(str(missing), what="text shard"))
+
+
+@pytest.mark.parametrize(
+    ("path", "folder"),
+    [
+        ("a.txt", "."),
+        ("out/a.txt", "out"),
+        ("out/sub/", "out"),
+        ("/a.txt", "/"),
+        ("gs://bucket/x/vocab.txt", "gs://bucket/x"),
+        ("gs://bucket/x/", "gs://bucket"),
+        ("gs://bucket", "gs://bucket"),
+    ],
+)
+def test_dirname_of_local_and_remote_paths(path, folder):
+    assert storage.dirname(path) == folder
+
+
+def test_temporary_path_is_hidden_beside_the_target():
+    first, second = (
+        storage.temporary_path("gs://b/x/a.txt"),
+        storage.temporary_path("gs://b/x/a.txt"),
+    )
+    assert first.startswith("gs://b/x/.a.txt.tmp-") and first != second
