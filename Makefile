@@ -8,8 +8,13 @@ STAMP := $(VENV)/.installed
 # Keep TensorFlow's C++ start-up chatter out of the logs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # The real sample data (Wikipedia dumps, books, Google's records): read from here, never copied
-# into the project. One setting for make, the demo, the benchmarks and the tests.
+# into the project. One setting for make, the demo, the benchmarks and the tests. A fresh clone
+# without ../shared/data fetches the demo's part of it into data/sample (`make sample-data`).
+ifneq ($(wildcard ../shared/data/wikipedia),)
 export BERT_STACK_DATA ?= $(abspath ../shared/data)
+else
+export BERT_STACK_DATA ?= $(abspath data/sample)
+endif
 DATA := $(BERT_STACK_DATA)
 
 .PHONY: install test test-fast lint format bench clean demo
@@ -55,14 +60,20 @@ BOOKS_INPUT ?= $(DATA)/books/*.txt
 BOOKS_SHARDS_DIR ?= data/books-shards
 BOOKS_NUM_SHARDS ?= 2
 EXTRA_FLAGS ?=
-.PHONY: wiki-shards books-shards
+.PHONY: sample-data wiki-shards books-shards
 
-wiki-shards: install
+# The sample, fetched (pinned sources, sha256-checked; launch/sample_data.py) only when $(DATA)
+# lacks it.
+sample-data: install
+	@test -f '$(DATA)/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2' || \
+		$(PY) -m launch.sample_data '$(DATA)'
+
+wiki-shards: install sample-data
 	$(PY) -m pipeline.extract_text --source=wikipedia --input='$(WIKI_INPUT)' \
 		--output_dir='$(WIKI_SHARDS_DIR)' --num_shards=$(WIKI_NUM_SHARDS) \
 		--eval_fraction=$(WIKI_EVAL_FRACTION) $(EXTRA_FLAGS)
 
-books-shards: install
+books-shards: install sample-data
 	$(PY) -m pipeline.extract_text --source=books --input='$(BOOKS_INPUT)' \
 		--output_dir='$(BOOKS_SHARDS_DIR)' --num_shards=$(BOOKS_NUM_SHARDS) $(EXTRA_FLAGS)
 

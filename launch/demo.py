@@ -292,6 +292,15 @@ def _define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     del argv
+    wiki_input, books_input = flags.FLAGS.wiki_input, flags.FLAGS.books_input
+    if sample_data.missing_reason() is not None and (wiki_input, books_input) == (
+        _DEFAULTS.wiki_input,
+        _DEFAULTS.books_input,
+    ):
+        # A fresh clone with no ../shared/data: fetch the sample (pinned, sha256-checked).
+        folder = sample_data.sample_folder(_PROJECT_ROOT / "data" / "sample")
+        wiki_input = str(folder / sample_data.WIKI_MULTISTREAM)
+        books_input = str(folder / sample_data.BOOKS_GLOB)
     config = dataclasses.replace(
         _DEFAULTS,
         output_dir=flags.FLAGS.output_dir,
@@ -299,8 +308,8 @@ def main(argv: Sequence[str]) -> None:
         num_warmup_steps=max(1, flags.FLAGS.num_train_steps // 10),
         dupe_factor=flags.FLAGS.dupe_factor,
         vocab_size=flags.FLAGS.vocab_size,
-        wiki_input=flags.FLAGS.wiki_input,
-        books_input=flags.FLAGS.books_input,
+        wiki_input=wiki_input,
+        books_input=books_input,
     )
     logging.info("demo config: %s", config)
     seconds = run_demo(config)

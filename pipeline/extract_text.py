@@ -33,7 +33,7 @@ import apache_beam as beam
 from absl import app, flags
 
 from contracts import metadata, storage
-from pipeline import beam_options, books, sentences, text_shards, wikipedia
+from pipeline import beam_options, books, sentences, text_shards, wikipedia_dump, wikitext
 
 COMMAND = "pipeline.extract_text"
 COUNTER_NAMESPACE = "extract_text"
@@ -85,7 +85,7 @@ class ExtractTextConfig:
             raise ValueError("--min_article_chars must be >= 0")
         if self.range_mb <= 0:
             raise ValueError("--range_mb must be positive")
-        if self.dump_date and wikipedia.parse_timestamp(self.dump_date) is None:
+        if self.dump_date and wikitext.parse_timestamp(self.dump_date) is None:
             raise ValueError(f"--dump_date must be YYYY-MM-DD, got {self.dump_date!r}")
 
 
@@ -106,7 +106,7 @@ def input_files(config: ExtractTextConfig) -> list[str]:
     """
     files = storage.expand_globs(config.input)
     if config.source == "wikipedia":
-        dumps = [path for path in files if not wikipedia.is_index_file(path)]
+        dumps = [path for path in files if not wikipedia_dump.is_index_file(path)]
         if not dumps:
             raise ValueError(f"--input={config.input!r} matches only multistream index files")
         if config.multistream_index and len(dumps) != 1:
@@ -157,16 +157,16 @@ class _WikiTemplates(Mapping):
 class _ReadTemplatePagesFn(beam.DoFn):
     """Read range → `((dbname, title), (revision_id, kind, value))` for each template page."""
 
-    def __init__(self, sites: Mapping[str, wikipedia.SiteInfo]):
+    def __init__(self, sites: Mapping[str, wikipedia_dump.SiteInfo]):
         self._sites = dict(sites)
 
-    def process(self, read_range: wikipedia.ReadRange) -> Iterator[tuple]:
+    def process(self, read_range: wikipedia_dump.ReadRange) -> Iterator[tuple]:
         site = self._sites[read_range.path]
-        namespaces = frozenset({wikipedia.TEMPLATE_NAMESPACE_KEY})
-        for item in wikipedia.read_pages(read_range, site=site, namespaces=namespaces):
-            if not isinstance(item, wikipedia.Page) or item.namespace != 10:
+        namespaces = frozenset({wikipedia_dump.TEMPLATE_NAMESPACE_KEY})
+        for item in wikipedia_dump.read_pages(read_range, site=site, namespaces=namespaces):
+            if not isinstance(item, wikipedia_dump.Page) or item.namespace != 10:
                 continue  # bad pages are counted by the article pass
-            definition = wikipedia.template_definition(item)
+            definition = wikitext.template_definition(item)
             if definition is not None:
                 kind, title, value = definition
                 _counter(f"templates_read_{kind}").inc()
@@ -181,19 +181,19 @@ def _newest(definitions: Iterable[tuple]) -> tuple:
 class _ReadArticlePagesFn(beam.DoFn):
     """Read range → article `Page`s; tagged output "drops": one reason string per dropped page."""
 
-    def __init__(self, sites: Mapping[str, wikipedia.SiteInfo]):
+    def __init__(self, sites: Mapping[str, wikipedia_dump.SiteInfo]):
         self._sites = dict(sites)
 
-    def process(self, read_range: wikipedia.ReadRange) -> Iterator[Any]:
+    def process(self, read_range: wikipedia_dump.ReadRange) -> Iterator[Any]:
         site = self._sites[read_range.path]
         started = time.monotonic()
         pages = articles = warnings = 0
-        for item in wikipedia.read_pages(read_range, site=site, namespaces=frozenset({0})):
+        for item in wikipedia_dump.read_pages(read_range, site=site, namespaces=frozenset({0})):
             pages += 1
             _counter("pages_read").inc()
             if isinstance(item, int):
                 reason = "namespace"
-            elif isinstance(item, wikipedia.BadPage):
+            elif isinstance(item, wikipedia_dump.BadPage):
                 reason = "parse_error"
                 if warnings < _MAX_WARNINGS_PER_RANGE:
                     logging.warning(
@@ -204,7 +204,7 @@ class _ReadArticlePagesFn(beam.DoFn):
                     )
                 warnings += 1
             else:
-                reason = wikipedia.drop_reason(item)
+                reason = wikitext.drop_reason(item)
             if reason:
                 _counter(f"dropped_{reason}").inc()
                 yield beam.pvalue.TaggedOutput("drops", reason)
@@ -223,14 +223,14 @@ class _ReadArticlePagesFn(beam.DoFn):
 class _CleanArticleFn(beam.DoFn):
     """`(path, Page)` → `Document` (wikiextractor, sentence split); tagged output "drops"."""
 
-    def __init__(self, sites: Mapping[str, wikipedia.SiteInfo], config: ExtractTextConfig):
+    def __init__(self, sites: Mapping[str, wikipedia_dump.SiteInfo], config: ExtractTextConfig):
         self._sites = dict(sites)
         self._config = config
         self._prefixes: dict[tuple[int, str], str] = {}
 
     def process(
         self,
-        path_and_page: tuple[str, wikipedia.Page],
+        path_and_page: tuple[str, wikipedia_dump.Page],
         templates: Mapping[tuple[str, str], str],
         redirects: Mapping[tuple[str, str], str],
     ) -> Iterator[Any]:
@@ -239,7 +239,7 @@ class _CleanArticleFn(beam.DoFn):
         wiki_templates = _WikiTemplates(templates, site.dbname)
         prefix = self._template_prefix(site, templates, wiki_templates)
         try:
-            paragraphs = wikipedia.clean_wikitext(
+            paragraphs = wikitext.clean_wikitext(
                 page,
                 site=site,
                 templates=wiki_templates,
@@ -261,7 +261,7 @@ class _CleanArticleFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("drops", "too_short")
             return
         yield text_shards.Document.of(
-            wikipedia.document_id(page, site),
+            wikitext.document_id(page, site),
             document_sentences,
             version=(page.revision_id, page.timestamp),
         )
@@ -273,7 +273,7 @@ class _CleanArticleFn(beam.DoFn):
             return site.template_namespace + ":"
         key = (id(templates), site.dbname)
         if key not in self._prefixes:
-            self._prefixes[key] = wikipedia.template_prefix(site, iter(wiki_templates))
+            self._prefixes[key] = wikitext.template_prefix(site, iter(wiki_templates))
         return self._prefixes[key]
 
 
@@ -284,9 +284,11 @@ class ReadWikipedia(beam.PTransform):
         super().__init__()
         self._config = config
         dump_date = config.dump_date or None
-        self.sites = {path: wikipedia.read_siteinfo(path, dump_date=dump_date) for path in paths}
-        self.ranges: list[wikipedia.ReadRange] = []
-        self.template_ranges: list[wikipedia.ReadRange] = []
+        self.sites = {
+            path: wikipedia_dump.read_siteinfo(path, dump_date=dump_date) for path in paths
+        }
+        self.ranges: list[wikipedia_dump.ReadRange] = []
+        self.template_ranges: list[wikipedia_dump.ReadRange] = []
         for path in paths:
             site = self.sites[path]
             if not site.has_siteinfo or not site.template_namespace:
@@ -297,7 +299,7 @@ class ReadWikipedia(beam.PTransform):
                     "no <siteinfo>" if not site.has_siteinfo else "siteinfo lacks namespace 10",
                 )
             plan = functools.partial(
-                wikipedia.plan_reads,
+                wikipedia_dump.plan_reads,
                 path,
                 site=site,
                 index_path=config.multistream_index or None,

@@ -1,4 +1,5 @@
-"""pipeline.wikipedia: dump reading (multistream, plain, UTF-16, bad input), filtering, cleaning."""
+"""pipeline.wikipedia_dump and pipeline.wikitext: dump reading (multistream, plain, UTF-16, bad
+input), filtering, cleaning."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from wikiextractor import WikiExtractor as wikiextractor_command
 
-from pipeline import wikipedia
+from pipeline import wikipedia_dump, wikitext
 
 SAMPLE = "wikipedia/enwiki-articles1-shortened-multistream.xml.bz2"
 SAMPLE_INDEX = "wikipedia/enwiki-articles1-shortened-multistream-index.txt.bz2"
@@ -80,19 +81,19 @@ def write(path: Path, text: str | bytes, compression: str = "none") -> str:
 
 
 def read_all(path: str, *, site=None, **plan) -> list:
-    site = site or wikipedia.read_siteinfo(path)
+    site = site or wikipedia_dump.read_siteinfo(path)
     return [
         item
-        for read_range in wikipedia.plan_reads(path, site=site, **plan)
-        for item in wikipedia.read_pages(read_range, site=site)
+        for read_range in wikipedia_dump.plan_reads(path, site=site, **plan)
+        for item in wikipedia_dump.read_pages(read_range, site=site)
     ]
 
 
-def articles(items) -> dict[str, wikipedia.Page]:
+def articles(items) -> dict[str, wikipedia_dump.Page]:
     return {
         item.title: item
         for item in items
-        if isinstance(item, wikipedia.Page) and wikipedia.drop_reason(item) is None
+        if isinstance(item, wikipedia_dump.Page) and wikitext.drop_reason(item) is None
     }
 
 
@@ -101,7 +102,7 @@ def articles(items) -> dict[str, wikipedia.Page]:
 
 
 def test_siteinfo_of_the_bundled_dumps(data_dir):
-    sample = wikipedia.read_siteinfo(str(data_dir / SAMPLE))
+    sample = wikipedia_dump.read_siteinfo(str(data_dir / SAMPLE))
     assert (sample.dbname, sample.language, sample.template_namespace) == (
         "enwiki",
         "en",
@@ -110,32 +111,36 @@ def test_siteinfo_of_the_bundled_dumps(data_dir):
     assert sample.has_siteinfo and sample.schema_version == "0.10"
     assert sample.dump_date is None
 
-    tiny = wikipedia.read_siteinfo(str(data_dir / TINYWIKI))
+    tiny = wikipedia_dump.read_siteinfo(str(data_dir / TINYWIKI))
     assert tiny.has_siteinfo and tiny.template_namespace is None  # the wikiextractor trap
     assert tiny.language == "ltg"
 
-    tables = wikipedia.read_siteinfo(str(data_dir / TABLES))
+    tables = wikipedia_dump.read_siteinfo(str(data_dir / TABLES))
     assert not tables.has_siteinfo and tables.dbname == ""
 
 
 def test_index_names_and_dump_dates():
-    assert wikipedia.index_path_for(
+    assert wikipedia_dump.index_path_for(
         "gs://b/enwiki-20231101-pages-articles-multistream.xml.bz2"
     ) == ("gs://b/enwiki-20231101-pages-articles-multistream-index.txt.bz2")
-    assert wikipedia.index_path_for(
+    assert wikipedia_dump.index_path_for(
         "enwiki-20231101-pages-articles-multistream1.xml-p1p41242.bz2"
     ) == ("enwiki-20231101-pages-articles-multistream-index1.txt-p1p41242.bz2")
-    assert wikipedia.index_path_for("enwiki-20231101-pages-articles.xml.bz2") is None
-    assert wikipedia.is_index_file("x/enwiki-20231101-pages-articles-multistream-index.txt.bz2")
-    assert wikipedia.dump_date_from_name("enwiki-20231101-pages-articles.xml.bz2") == "2023-11-01"
-    assert wikipedia.dump_date_from_name("enwiki-99999999-pages.xml") is None
-    assert wikipedia.dump_date_from_name("enwiki-latest-pages.xml") is None
+    assert wikipedia_dump.index_path_for("enwiki-20231101-pages-articles.xml.bz2") is None
+    assert wikipedia_dump.is_index_file(
+        "x/enwiki-20231101-pages-articles-multistream-index.txt.bz2"
+    )
+    assert (
+        wikipedia_dump.dump_date_from_name("enwiki-20231101-pages-articles.xml.bz2") == "2023-11-01"
+    )
+    assert wikipedia_dump.dump_date_from_name("enwiki-99999999-pages.xml") is None
+    assert wikipedia_dump.dump_date_from_name("enwiki-latest-pages.xml") is None
 
 
 def test_multistream_ranges_follow_the_index(data_dir):
     path = str(data_dir / SAMPLE)
-    site = wikipedia.read_siteinfo(path)
-    ranges = wikipedia.plan_reads(path, site=site, range_bytes=1)
+    site = wikipedia_dump.read_siteinfo(path)
+    ranges = wikipedia_dump.plan_reads(path, site=site, range_bytes=1)
     assert [(r.start, r.end) for r in ranges] == [
         (0, 638),
         (638, 575005),
@@ -143,10 +148,10 @@ def test_multistream_ranges_follow_the_index(data_dir):
         (1617601, None),
     ]
     # Streams are grouped up to the target size, never cut.
-    grouped = wikipedia.plan_reads(path, site=site, range_bytes=600_000)
+    grouped = wikipedia_dump.plan_reads(path, site=site, range_bytes=600_000)
     assert [(r.start, r.end) for r in grouped] == [(0, 1617601), (1617601, None)]
-    assert len(wikipedia.plan_reads(path, site=site)) == 1
-    assert len(wikipedia.plan_reads(path, site=site, use_index=False, range_bytes=1)) == 1
+    assert len(wikipedia_dump.plan_reads(path, site=site)) == 1
+    assert len(wikipedia_dump.plan_reads(path, site=site, use_index=False, range_bytes=1)) == 1
 
 
 def test_multistream_and_plain_files_give_the_same_pages(data_dir, tmp_path):
@@ -163,7 +168,7 @@ def test_multistream_and_plain_files_give_the_same_pages(data_dir, tmp_path):
 
 def test_sample_pages_are_filtered_with_a_reason_each(data_dir):
     items = read_all(str(data_dir / SAMPLE))
-    reasons = collections.Counter(wikipedia.drop_reason(page) for page in items)
+    reasons = collections.Counter(wikitext.drop_reason(page) for page in items)
     assert reasons == {None: 98, "redirect": 99, "disambiguation": 8, "namespace": 1}
     assert "Austin (disambiguation)" not in articles(items)
     assert "Anarchism" in articles(items)
@@ -183,7 +188,7 @@ def test_we_keep_every_article_the_wikiextractor_command_finds(data_dir, tmp_pat
     disambiguation = {
         p.title
         for p in items
-        if isinstance(p, wikipedia.Page) and wikipedia.drop_reason(p) == "disambiguation"
+        if isinstance(p, wikipedia_dump.Page) and wikitext.drop_reason(p) == "disambiguation"
     }
     assert len(theirs) == 106
     assert theirs == set(articles(items)) | disambiguation
@@ -208,23 +213,21 @@ def test_siteinfo_without_template_namespace_still_gives_articles(data_dir, monk
 
 def test_dump_without_siteinfo_still_gives_articles(data_dir):
     path = str(data_dir / TABLES)
-    site = wikipedia.read_siteinfo(path)
+    site = wikipedia_dump.read_siteinfo(path)
     found = articles(read_all(path, site=site))
     assert len(found) == 5
     for page in found.values():
-        paragraphs = wikipedia.clean_wikitext(
-            page, site=site, prefix=wikipedia.template_prefix(site)
-        )
+        paragraphs = wikitext.clean_wikitext(page, site=site, prefix=wikitext.template_prefix(site))
         assert paragraphs, page.title
         assert not any(MARKUP.search(p) for p in paragraphs), page.title
 
 
 def test_template_prefix_without_siteinfo_comes_from_the_template_pages():
-    bare = wikipedia.SiteInfo()
-    assert wikipedia.template_prefix(bare) == "Template:"
-    assert wikipedia.template_prefix(bare, ["Vorlage:Infobox"]) == "Vorlage:"
-    named = wikipedia.SiteInfo(template_namespace="Modèle")
-    assert wikipedia.template_prefix(named, ["Vorlage:Infobox"]) == "Modèle:"
+    bare = wikipedia_dump.SiteInfo()
+    assert wikitext.template_prefix(bare) == "Template:"
+    assert wikitext.template_prefix(bare, ["Vorlage:Infobox"]) == "Vorlage:"
+    named = wikipedia_dump.SiteInfo(template_namespace="Modèle")
+    assert wikitext.template_prefix(named, ["Vorlage:Infobox"]) == "Modèle:"
 
 
 def test_utf16_dump_reads_like_utf8(data_dir, tmp_path):
@@ -232,8 +235,8 @@ def test_utf16_dump_reads_like_utf8(data_dir, tmp_path):
     declared = '<?xml version="1.0" encoding="UTF-16"?>\n' + text
     utf16 = write(tmp_path / "tiny-utf16.xml", declared.encode("utf-16"))  # with a BOM
     utf16_bz2 = write(tmp_path / "tiny-utf16.xml.bz2", declared.encode("utf-16-be"), "bz2")
-    assert wikipedia.read_siteinfo(utf16).encoding == "utf-16-le"
-    assert wikipedia.read_siteinfo(utf16_bz2).encoding == "utf-16-be"
+    assert wikipedia_dump.read_siteinfo(utf16).encoding == "utf-16-le"
+    assert wikipedia_dump.read_siteinfo(utf16_bz2).encoding == "utf-16-be"
     expected = read_all(str(data_dir / TINYWIKI))
     assert read_all(utf16) == expected
     assert read_all(utf16_bz2) == expected
@@ -246,9 +249,9 @@ def test_magic_words_are_pinned_to_the_dump_date(tmp_path):
     undated = write(tmp_path / "testwiki-latest-pages-articles.xml", xml)
 
     def cleaned(path, **kwargs):
-        site = wikipedia.read_siteinfo(path, **kwargs)
+        site = wikipedia_dump.read_siteinfo(path, **kwargs)
         (page,) = articles(read_all(path, site=site)).values()
-        return wikipedia.clean_wikitext(page, site=site)
+        return wikitext.clean_wikitext(page, site=site)
 
     assert cleaned(dated) == ["In 2020 (January 5) the count was 2020."]
     # No date in the name: the page's own revision time, never today's.
@@ -263,38 +266,38 @@ def test_templates_expand_from_the_dump(tmp_path):
         page_xml("Spain", "Spain is a country. People speak {{L|Spanish}} there today.", page_id=7),
     ]
     path = write(tmp_path / "t.xml", dump_xml(pages))
-    site = wikipedia.read_siteinfo(path)
+    site = wikipedia_dump.read_siteinfo(path)
     items = read_all(path, site=site)
     templates, redirects = {}, {}
     for item in items:
-        if isinstance(item, wikipedia.Page) and item.namespace == 10:
-            kind, title, value = wikipedia.template_definition(item)
+        if isinstance(item, wikipedia_dump.Page) and item.namespace == 10:
+            kind, title, value = wikitext.template_definition(item)
             (templates if kind == "template" else redirects)[title] = value
     assert redirects == {"Template:L": "Template:Lang"}
     page = articles(items)["Spain"]
-    assert wikipedia.clean_wikitext(page, site=site, templates=templates, redirects=redirects) == [
+    assert wikitext.clean_wikitext(page, site=site, templates=templates, redirects=redirects) == [
         "Spain is a country. People speak a Spanish word there today."
     ]
-    assert wikipedia.clean_wikitext(page, site=site, expand_templates=False) == [
+    assert wikitext.clean_wikitext(page, site=site, expand_templates=False) == [
         "Spain is a country. People speak there today."
     ]
 
 
 def test_clean_sample_articles_have_no_markup(data_dir):
     path = str(data_dir / SAMPLE)
-    site = wikipedia.read_siteinfo(path)
+    site = wikipedia_dump.read_siteinfo(path)
     found = articles(read_all(path, site=site))
     for page in found.values():
-        for paragraph in wikipedia.clean_wikitext(page, site=site):
+        for paragraph in wikitext.clean_wikitext(page, site=site):
             assert not MARKUP.search(paragraph), (page.title, paragraph)
             assert "\n" not in paragraph
 
 
 def test_clean_wikitext_drops_headings_references_and_lists(tmp_path):
-    page = wikipedia.Page(
+    page = wikipedia_dump.Page(
         1, "Testland", 0, False, 5, "2013-01-01T00:00:00Z", ARTICLE + "* a list item\n"
     )
-    paragraphs = wikipedia.clean_wikitext(page, site=wikipedia.SiteInfo())
+    paragraphs = wikitext.clean_wikitext(page, site=wikipedia_dump.SiteInfo())
     assert paragraphs == [
         "Testland is a country in the Test Sea. It has about 3.5 million people. Its capital, "
         "St. Example, lies on the coast.",
@@ -309,8 +312,8 @@ def test_clean_wikitext_drops_headings_references_and_lists(tmp_path):
 def test_truncated_bz2_is_an_error_naming_the_file(data_dir, tmp_path):
     data = (data_dir / SAMPLE).read_bytes()
     path = write(tmp_path / "cut.xml.bz2", data[:1_000_000])
-    site = wikipedia.read_siteinfo(path)
-    with pytest.raises(wikipedia.DumpError, match=r"cut\.xml\.bz2.*truncated"):
+    site = wikipedia_dump.read_siteinfo(path)
+    with pytest.raises(wikipedia_dump.DumpError, match=r"cut\.xml\.bz2.*truncated"):
         read_all(path, site=site)
 
 
@@ -323,8 +326,8 @@ def test_malformed_page_is_a_counted_skip(tmp_path):
     data = xml.encode("utf-8", errors="surrogateescape")  # 0xff: not UTF-8
     path = write(tmp_path / "bad.xml", data)
     items = read_all(path)
-    bad = [item for item in items if isinstance(item, wikipedia.BadPage)]
-    assert [p.title for p in items if isinstance(p, wikipedia.Page)] == ["Good", "Last"]
+    bad = [item for item in items if isinstance(item, wikipedia_dump.BadPage)]
+    assert [p.title for p in items if isinstance(p, wikipedia_dump.Page)] == ["Good", "Last"]
     assert len(bad) == 3
     assert "not closed" in bad[1].reason
 
@@ -333,57 +336,59 @@ def test_unreadable_files_are_errors_naming_them(tmp_path):
     no_end = write(
         tmp_path / "no-end.xml", dump_xml([page_xml("A", ARTICLE)]).replace("</mediawiki>", "")
     )
-    with pytest.raises(wikipedia.DumpError, match=r"no-end\.xml.*without </mediawiki>"):
+    with pytest.raises(wikipedia_dump.DumpError, match=r"no-end\.xml.*without </mediawiki>"):
         read_all(no_end)
     cut_page = write(tmp_path / "cut-page.xml", dump_xml([page_xml("A", ARTICLE)])[:-40])
-    with pytest.raises(wikipedia.DumpError, match=r"cut-page\.xml.*inside a <page>"):
+    with pytest.raises(wikipedia_dump.DumpError, match=r"cut-page\.xml.*inside a <page>"):
         read_all(cut_page)
     not_a_dump = write(tmp_path / "notes.xml", "<html><body>hello</body></html>")
-    with pytest.raises(wikipedia.DumpError, match=r"notes\.xml.*not a MediaWiki"):
-        wikipedia.read_siteinfo(not_a_dump)
+    with pytest.raises(wikipedia_dump.DumpError, match=r"notes\.xml.*not a MediaWiki"):
+        wikipedia_dump.read_siteinfo(not_a_dump)
     empty = write(tmp_path / "empty.xml.bz2", b"", "bz2")
-    with pytest.raises(wikipedia.DumpError, match=r"empty\.xml\.bz2.*empty"):
-        wikipedia.read_siteinfo(empty)
-    with pytest.raises(wikipedia.DumpError, match="missing.xml"):
-        wikipedia.read_siteinfo(str(tmp_path / "missing.xml"))
+    with pytest.raises(wikipedia_dump.DumpError, match=r"empty\.xml\.bz2.*empty"):
+        wikipedia_dump.read_siteinfo(empty)
+    with pytest.raises(wikipedia_dump.DumpError, match="missing.xml"):
+        wikipedia_dump.read_siteinfo(str(tmp_path / "missing.xml"))
 
 
 def test_an_index_of_another_dump_is_an_error(data_dir, tmp_path):
     dump = tmp_path / "other-multistream.xml.bz2"
     dump.write_bytes((data_dir / SAMPLE).read_bytes())
     write(tmp_path / "other-multistream-index.txt.bz2", "700:12:Anarchism\n", "bz2")
-    site = wikipedia.read_siteinfo(str(dump))
-    first, second = wikipedia.plan_reads(str(dump), site=site, range_bytes=1)
-    with pytest.raises(wikipedia.DumpError, match=r"\[bytes 0-700, part 1/2\].*inside a stream"):
-        list(wikipedia.read_pages(first, site=site))
-    with pytest.raises(wikipedia.DumpError, match="no bz2 stream starts here"):
-        list(wikipedia.read_pages(second, site=site))
+    site = wikipedia_dump.read_siteinfo(str(dump))
+    first, second = wikipedia_dump.plan_reads(str(dump), site=site, range_bytes=1)
+    with pytest.raises(
+        wikipedia_dump.DumpError, match=r"\[bytes 0-700, part 1/2\].*inside a stream"
+    ):
+        list(wikipedia_dump.read_pages(first, site=site))
+    with pytest.raises(wikipedia_dump.DumpError, match="no bz2 stream starts here"):
+        list(wikipedia_dump.read_pages(second, site=site))
     write(tmp_path / "other-multistream-index.txt.bz2", "99999999:12:Anarchism\n", "bz2")
-    with pytest.raises(wikipedia.DumpError, match="past the end"):
-        wikipedia.plan_reads(str(dump), site=site)
+    with pytest.raises(wikipedia_dump.DumpError, match="past the end"):
+        wikipedia_dump.plan_reads(str(dump), site=site)
     write(tmp_path / "other-multistream-index.txt.bz2", "garbage\n", "bz2")
-    with pytest.raises(wikipedia.DumpError, match="malformed index line"):
-        wikipedia.plan_reads(str(dump), site=site)
+    with pytest.raises(wikipedia_dump.DumpError, match="malformed index line"):
+        wikipedia_dump.plan_reads(str(dump), site=site)
 
 
 @pytest.mark.parametrize("version", ["0.9", "0.10", "0.11"])
 def test_schema_versions(tmp_path, version):
     path = write(tmp_path / "v.xml", dump_xml([page_xml("Testland", ARTICLE)], version=version))
-    site = wikipedia.read_siteinfo(path)
+    site = wikipedia_dump.read_siteinfo(path)
     assert site.schema_version == version
     assert list(articles(read_all(path, site=site))) == ["Testland"]
 
 
 def test_disambiguation_detection():
     def page(title, text):
-        return wikipedia.Page(1, title, 0, False, 1, "", text)
+        return wikipedia_dump.Page(1, title, 0, False, 1, "", text)
 
-    assert wikipedia.is_disambiguation(page("Mercury (disambiguation)", "x"))
-    assert wikipedia.is_disambiguation(page("Mercury", "Mercury may be:\n{{Disambiguation|geo}}"))
-    assert wikipedia.is_disambiguation(page("Mercury", "{{ hndis }}"))
-    assert wikipedia.is_disambiguation(page("Mercury", "x __DISAMBIG__"))
-    assert not wikipedia.is_disambiguation(page("Mercury", "{{Distinguish|Mars}} A planet."))
-    assert not wikipedia.is_disambiguation(page("Mercury", "{{disambiguation needed}} A planet."))
+    assert wikitext.is_disambiguation(page("Mercury (disambiguation)", "x"))
+    assert wikitext.is_disambiguation(page("Mercury", "Mercury may be:\n{{Disambiguation|geo}}"))
+    assert wikitext.is_disambiguation(page("Mercury", "{{ hndis }}"))
+    assert wikitext.is_disambiguation(page("Mercury", "x __DISAMBIG__"))
+    assert not wikitext.is_disambiguation(page("Mercury", "{{Distinguish|Mars}} A planet."))
+    assert not wikitext.is_disambiguation(page("Mercury", "{{disambiguation needed}} A planet."))
 
 
 def write_multistream(folder: Path, streams: list[list[tuple[int, str, str]]]) -> str:
@@ -416,13 +421,15 @@ def test_template_pass_reads_only_streams_with_template_titles(tmp_path):
     path = write_multistream(
         tmp_path, [[article(1), article(2)], [article(3), template], [article(4)]]
     )
-    site = wikipedia.read_siteinfo(path)
-    everything = wikipedia.plan_reads(path, site=site, range_bytes=1)
+    site = wikipedia_dump.read_siteinfo(path)
+    everything = wikipedia_dump.plan_reads(path, site=site, range_bytes=1)
     assert len(everything) == 4  # the header stream and three page streams
-    (only,) = wikipedia.plan_reads(path, site=site, range_bytes=1, title_prefix="Template:")
+    (only,) = wikipedia_dump.plan_reads(path, site=site, range_bytes=1, title_prefix="Template:")
     assert (only.start, only.end) == (everything[2].start, everything[3].start)
-    pages = [p for p in wikipedia.read_pages(only, site=site) if isinstance(p, wikipedia.Page)]
+    pages = [
+        p for p in wikipedia_dump.read_pages(only, site=site) if isinstance(p, wikipedia_dump.Page)
+    ]
     assert [p.title for p in pages] == ["Article 3", "Template:Lang"]
-    assert wikipedia.plan_reads(path, site=site, title_prefix="Vorlage:") == []
+    assert wikipedia_dump.plan_reads(path, site=site, title_prefix="Vorlage:") == []
     # Articles: every stream, in any grouping.
     assert len(articles(read_all(path, range_bytes=1))) == 4

@@ -1,6 +1,7 @@
-"""Wikipedia `pages-articles` dumps: reading, page filtering and wikitext cleaning.
+"""Wikipedia `pages-articles` dumps, read: files, siteinfo, multistream ranges, pages.
 
-Plain functions with no Beam in them; `pipeline/extract_text.py` wires them into a job.
+Plain functions with no Beam in them; `pipeline/extract_text.py` wires them into a job, and
+`pipeline/wikitext.py` turns the pages' wikitext into text.
 
 Reading. A dump is `.xml`, `.xml.bz2` or `.xml.gz`, local or `gs://`, in any export schema in use
 (0.9 to 0.11: only `page`, `title`, `ns`, `id`, `redirect` and `revision/{id,timestamp,text}` are
@@ -19,32 +20,18 @@ whatever the dump size. One page that is not well-formed XML (a bad byte, a brok
 as a `BadPage` to be counted and skipped; a file that cannot be read (truncated compression,
 no `</mediawiki>` at the end, a range that does not start a bz2 stream) raises `DumpError`
 naming the file and the byte offset.
-
-Cleaning is wikiextractor's `Extractor` (3.1.0), with its traps worked around:
-
-- it expands `{{CURRENTYEAR}}`-like magic words to the time of the run: here they are pinned to
-  the dump's date (from `--dump_date` or a `YYYYMMDD` in the file name), else to the page's own
-  revision timestamp, so a rerun gives the same bytes;
-- its reader drops every page, silently, when `<siteinfo>` lacks the Template namespace or is
-  missing (every title "starts with" the empty template namespace): we never use its reader, read
-  the namespace of each page from `<ns>`, and fall back to the canonical `Template` prefix (or the
-  prefix the dump's own template pages use);
-- its reader decodes every file as UTF-8 and fails on a UTF-16 dump: ours detects the encoding
-  from the byte-order mark or the XML declaration.
 """
 
 from __future__ import annotations
 
 import bz2
-import calendar
 import codecs
 import dataclasses
 import datetime
 import re
 import xml.etree.ElementTree as ElementTree
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
-from xml.sax.saxutils import escape as xml_escape
+from collections.abc import Iterable, Iterator
 
 from wikiextractor import extract as wikiextractor
 
@@ -57,61 +44,10 @@ _CHUNK_BYTES = 1 << 20
 _HEAD_BYTES = 4 << 20
 CANONICAL_TEMPLATE_NAMESPACE = "Template"
 TEMPLATE_NAMESPACE_KEY = 10
-
-# Templates that mark a disambiguation page on the English Wikipedia (and their common
-# redirects); `__DISAMBIG__` is the language-neutral switch the same templates emit.
-_DISAMBIGUATION_TEMPLATES = (
-    "disambiguation",
-    "disambig",
-    "disamb",
-    "dab",
-    "dis",
-    "disambiguation cleanup",
-    "geodis",
-    "hndis",
-    "hndis-cleanup",
-    "numberdis",
-    "letter-number combination disambiguation",
-    "mil-unit-dis",
-    "hospital disambiguation",
-    "school disambiguation",
-    "species latin name disambiguation",
-    "genus disambiguation",
-    "call sign disambiguation",
-    "place name disambiguation",
-    "human name disambiguation",
-)
-_DISAMBIGUATION_RE = re.compile(
-    r"\{\{\s*(?:template\s*:\s*)?(?:"
-    + "|".join(re.escape(name).replace(r"\ ", r"[ _]") for name in _DISAMBIGUATION_TEMPLATES)
-    + r")\s*(?:\||\}\})|__DISAMBIG__",
-    re.IGNORECASE,
-)
-_DISAMBIGUATION_TITLE_RE = re.compile(r"\(disambiguation\)$", re.IGNORECASE)
 # "#REDIRECT [[…]]" at the start of the text, for dumps whose pages lack `<redirect/>`.
 _REDIRECT_TEXT_RE = re.compile(
     r"\s*#(?:" + "|".join(wikiextractor.redirectKeywords) + r")\s*:?\s*\[\[", re.IGNORECASE
 )
-
-# Markup wikiextractor sometimes leaves behind (an unknown tag such as <onlyinclude>, a
-# template it did not expand, a table or link fragment): a paragraph that still holds any of it
-# after the clean-up below is dropped rather than written.
-_LEFTOVER_TAG_RE = re.compile(r"</?[a-zA-Z][\w:-]*(?:\s[^<>]*)?/?>")
-_LEFTOVER_TEMPLATE_RE = re.compile(r"\{\{[^{}]*\}\}")
-_MAGIC_SWITCH_RE = re.compile(r"__[A-Z]+__")
-_HAS_LETTER_RE = re.compile(r"[^\W\d_]")
-# wikiextractor replaces <math> and <code> with "formula_7" / "codice_2": a paragraph that is
-# only such a placeholder says nothing.
-_PLACEHOLDER_ONLY_RE = re.compile(r"^(?:(?:formula|codice)_\d+[\s.,;:]*)+$")
-# What removed templates leave in parentheses: "Schopenhauer (; 22 February 1788 – …)", "()".
-_EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,]?\s*\)")
-_PARENTHESIS_SEPARATOR_RE = re.compile(r"\(\s*[;,]\s*")
-
-# English month and day names for the CURRENTMONTHNAME-like magic words (MediaWiki localises
-# them by the wiki's content language; wikiextractor leaves them empty).
-_MONTH_NAMES = tuple(calendar.month_name)
-_MONTH_ABBREVIATIONS = tuple(calendar.month_abbr)
-_DAY_NAMES = tuple(calendar.day_name)
 
 
 class DumpError(ValueError):
@@ -719,252 +655,3 @@ def read_pages(
             yield parse_page(element, site=site)
         except (ElementTree.ParseError, ValueError) as error:
             yield BadPage(read_range.describe(), offset, str(error))
-
-
-# ----------------------------------------------------------------------------------------------
-# Filtering.
-
-
-def is_disambiguation(page: Page) -> bool:
-    """A disambiguation page: "(disambiguation)" title, a dab template or `__DISAMBIG__`."""
-    return bool(_DISAMBIGUATION_TITLE_RE.search(page.title) or _DISAMBIGUATION_RE.search(page.text))
-
-
-def drop_reason(page: Page) -> str | None:
-    """Why a page is not an article to extract, before cleaning; None for an article.
-
-    Returns:
-      "namespace" (not namespace 0), "redirect", "disambiguation", or None.
-    """
-    if page.namespace != 0:
-        return "namespace"
-    if page.redirect:
-        return "redirect"
-    if is_disambiguation(page):
-        return "disambiguation"
-    return None
-
-
-# ----------------------------------------------------------------------------------------------
-# Templates.
-
-
-def template_definition(page: Page) -> tuple[str, str, str] | None:
-    """What a template page contributes to expansion, as wikiextractor would store it.
-
-    Returns:
-      `("template", title, body)`, `("redirect", title, target_title)`, or None for a page with
-      nothing to store.
-    """
-    # wikiextractor's resolver expects the dump's escaped text, as its own reader passes it.
-    result = wikiextractor.resolve_template_page(page.title, [_dump_escaped(page.text)])
-    if result is None:
-        return None
-    kind, value = result
-    return kind, page.title, value
-
-
-def template_prefix(site: SiteInfo, template_titles: Iterable[str] = ()) -> str:
-    """The namespace prefix of template titles ("Template:"), without trusting a missing siteinfo.
-
-    Args:
-      site: the dump's siteinfo; its namespace 10 name wins when present.
-      template_titles: titles of the dump's template pages (namespace 10), used when the
-        siteinfo does not name the namespace.
-    """
-    if site.template_namespace:
-        return site.template_namespace + ":"
-    for title in template_titles:
-        prefix, colon, _ = title.partition(":")
-        if colon and prefix:
-            return prefix + ":"
-        break
-    return CANONICAL_TEMPLATE_NAMESPACE + ":"
-
-
-# ----------------------------------------------------------------------------------------------
-# Cleaning.
-
-
-class PinnedMagicWords(wikiextractor.MagicWords):
-    """wikiextractor's magic words with the date and time ones fixed to one moment.
-
-    `Extractor.clean_text` writes `time.strftime(...)` into CURRENTYEAR & co. on every call;
-    this table ignores those writes, so the expansion depends on the dump, not on the day the job
-    runs. It also fills the words wikiextractor leaves empty (CURRENTMONTHNAME, CURRENTDAY2,
-    CURRENTDOW, …) and the REVISION* words from the page's revision timestamp.
-    """
-
-    def __init__(self, moment: datetime.datetime, revision: datetime.datetime | None = None):
-        super().__init__()
-        values = _date_words("current", moment)
-        values.update(_date_words("local", moment))
-        values["currenttimestamp"] = values["localtimestamp"] = moment.strftime("%Y%m%d%H%M%S")
-        if revision is not None:
-            values.update(
-                {
-                    "revisionyear": f"{revision.year:04d}",
-                    "revisionmonth": f"{revision.month:02d}",
-                    "revisionmonth1": str(revision.month),
-                    "revisionday": str(revision.day),
-                    "revisionday2": f"{revision.day:02d}",
-                    "revisiontimestamp": revision.strftime("%Y%m%d%H%M%S"),
-                }
-            )
-        self._pinned = frozenset(values)
-        self.values.update(values)
-
-    def __setitem__(self, name: str, value: str) -> None:
-        if name in self._pinned:
-            return
-        super().__setitem__(name, value)
-
-
-def _date_words(prefix: str, moment: datetime.datetime) -> dict[str, str]:
-    return {
-        f"{prefix}year": f"{moment.year:04d}",
-        f"{prefix}month": f"{moment.month:02d}",
-        f"{prefix}month1": str(moment.month),
-        f"{prefix}monthname": _MONTH_NAMES[moment.month],
-        f"{prefix}monthnamegen": _MONTH_NAMES[moment.month],
-        f"{prefix}monthabbrev": _MONTH_ABBREVIATIONS[moment.month],
-        f"{prefix}day": str(moment.day),
-        f"{prefix}day2": f"{moment.day:02d}",
-        f"{prefix}dayname": _DAY_NAMES[moment.weekday()],
-        f"{prefix}dow": str(moment.isoweekday() % 7),
-        f"{prefix}week": str(moment.isocalendar()[1]),
-        f"{prefix}hour": f"{moment.hour:02d}",
-        f"{prefix}time": moment.strftime("%H:%M"),
-    }
-
-
-def parse_timestamp(value: str | None) -> datetime.datetime | None:
-    """ "2016-04-21T20:45:07Z" or "2016-04-21" → an aware UTC datetime; None if unparsable."""
-    if not value:
-        return None
-    for pattern in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d"):
-        try:
-            moment = datetime.datetime.strptime(value.strip(), pattern)
-        except ValueError:
-            continue
-        return moment.replace(tzinfo=moment.tzinfo or datetime.timezone.utc)
-    return None
-
-
-def page_moment(page: Page, site: SiteInfo) -> datetime.datetime:
-    """The moment magic words are pinned to: the dump's date, else the page's revision time."""
-    moment = parse_timestamp(site.dump_date) or parse_timestamp(page.timestamp)
-    # No date anywhere: a fixed moment keeps the output reproducible all the same.
-    return moment or datetime.datetime(2001, 1, 15, tzinfo=datetime.timezone.utc)
-
-
-def _dump_escaped(text: str) -> str:
-    """The wikitext as it appears inside the dump's XML (what wikiextractor's reader passes on)."""
-    return xml_escape(text, {'"': "&quot;"})
-
-
-def _ignored_tag_patterns() -> list:
-    # As the wikiextractor command builds them without --links: links keep their text only.
-    return list(wikiextractor._DEFAULT_IGNORED_TAG_PATTERNS) + [wikiextractor.ignoreTag("a")]
-
-
-_IGNORED_TAG_PATTERNS = _ignored_tag_patterns()
-
-
-def clean_wikitext(
-    page: Page,
-    *,
-    site: SiteInfo,
-    templates: Mapping[str, str] | None = None,
-    redirects: Mapping[str, str] | None = None,
-    prefix: str = CANONICAL_TEMPLATE_NAMESPACE + ":",
-    expand_templates: bool = True,
-) -> list[str]:
-    """Wikitext to plain-text paragraphs, with wikiextractor's `Extractor`.
-
-    Args:
-      page: an article page.
-      site: its dump's siteinfo (namespaces, date).
-      templates: template title ("Template:Foo") → body, for expansion.
-      redirects: template title → target title.
-      prefix: the template namespace prefix ("Template:"), see `template_prefix`.
-      expand_templates: expand templates as the wikiextractor command does by default; False
-        drops every `{{…}}` like its `--no-templates`.
-
-    Returns:
-      Paragraphs of plain text (no headings, lists or tables), one line each; paragraphs that
-      still hold wiki markup after cleaning are left out.
-    """
-    known_namespaces = {name for _, name in site.namespaces if name}
-    known_namespaces.add(prefix.rstrip(":"))
-    extractor = wikiextractor.Extractor(
-        str(page.page_id),
-        str(page.revision_id),
-        site.base_url.rsplit("/", 1)[0] if site.base_url else "",
-        page.title,
-        [],
-        templates=templates if templates is not None else {},
-        redirects=redirects if redirects is not None else {},
-        templatePrefix=prefix,
-        knownNamespaces=known_namespaces,
-        ignored_tag_patterns=_IGNORED_TAG_PATTERNS,
-        keepLinks=False,
-        # Section titles are not sentences: leave them out of the text.
-        keepSections=False,
-    )
-    extractor.magicWords = PinnedMagicWords(
-        page_moment(page, site), parse_timestamp(page.timestamp)
-    )
-    paragraphs = extractor.clean_text(
-        _dump_escaped(page.text),
-        mark_headers=False,
-        expand_templates=expand_templates,
-        html_safe=False,
-    )
-    return [p for p in (_strip_leftovers(line) for line in paragraphs) if p]
-
-
-def _has_residual_marks(text: str) -> bool:
-    # Spelled out: a chain of substring tests is several times faster than a regex or any().
-    return (
-        "{{" in text
-        or "}}" in text
-        or "[[" in text
-        or "]]" in text
-        or "{|" in text
-        or "|}" in text
-        or "''" in text
-    )
-
-
-def _strip_leftovers(paragraph: str) -> str:
-    """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph."""
-    text = paragraph
-    # Each substitution only where it can match (substring tests are much cheaper than a
-    # regex scan): most paragraphs need none of them.
-    if "<" in text:
-        text = _LEFTOVER_TAG_RE.sub("", text)
-    if "{{" in text:
-        text = _LEFTOVER_TEMPLATE_RE.sub("", text)
-    if "(" in text:
-        text = _EMPTY_PARENTHESES_RE.sub("", text)
-        text = _PARENTHESIS_SEPARATOR_RE.sub("(", text)
-    text = text.strip()
-    if (
-        not text
-        or text[0] in "|!"
-        or _has_residual_marks(text)
-        or ("__" in text and _MAGIC_SWITCH_RE.search(text))
-        or not _HAS_LETTER_RE.search(text)
-        or (text[0] in "fc" and _PLACEHOLDER_ONLY_RE.match(text))
-    ):
-        return ""
-    return text
-
-
-def document_id(page: Page, site: SiteInfo) -> str:
-    """A stable id of an article: `<dbname>:<page id>:<title>` (the train/eval hash key).
-
-    The title is part of it because some small wikis (and hand-made dumps) reuse page ids.
-    """
-    return f"{site.dbname or 'wiki'}:{page.page_id}:{page.title}"
