@@ -48,19 +48,34 @@ bench: install
 	$(PY) -m pip install --quiet --no-deps tf-models-official
 	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
-# Text shards (pipeline.extract_text; docs/extract_text.md). Defaults: the samples in $(DATA).
-# `make wiki-shards WIKI_INPUT=gs://…/enwiki-…-multistream.xml.bz2 WIKI_SHARDS_DIR=gs://…`;
-# Beam options go in EXTRA_FLAGS, e.g. EXTRA_FLAGS="--direct_num_workers=2".
+# The data chain (launch/chain.py builds every stage's command line, as for the demo and
+# Dataflow): text shards (docs/extract_text.md) -> vocab (docs/tokenizer.md) -> train and eval
+# records (docs/create_pretraining_data.md), all under DATA_ROOT (local or gs://):
+# shards/wiki, shards/books, vocab/vocab.txt, records/train, records/eval. Defaults: the samples
+# in $(DATA), with sizes that suit them. Beam options go in EXTRA_FLAGS, e.g.
+# EXTRA_FLAGS="--direct_num_workers=2"; more stage flags in VOCAB_FLAGS and RECORDS_FLAGS.
 WIKI_INPUT ?= $(DATA)/wikipedia/enwiki-articles1-shortened-multistream.xml.bz2
-WIKI_SHARDS_DIR ?= data/wiki-shards
-WIKI_NUM_SHARDS ?= 4
-# 10% of the sample's ~100 articles for eval; the command's default (0.005) suits full dumps.
-WIKI_EVAL_FRACTION ?= 0.1
 BOOKS_INPUT ?= $(DATA)/books/*.txt
-BOOKS_SHARDS_DIR ?= data/books-shards
+DATA_ROOT ?= data
+WIKI_NUM_SHARDS ?= 4
 BOOKS_NUM_SHARDS ?= 2
+# 10% of the sample's ~100 articles for eval; extract_text's default (0.005) suits full dumps.
+WIKI_EVAL_FRACTION ?= 0.1
+# Small because the sample is; BERT's is 30522.
+VOCAB_SIZE ?= 8000
+DUPE_FACTOR ?= 3
+TRAIN_RECORD_SHARDS ?= 4
+EVAL_RECORD_SHARDS ?= 1
+VOCAB_FLAGS ?=
+RECORDS_FLAGS ?=
 EXTRA_FLAGS ?=
-.PHONY: sample-data wiki-shards books-shards
+CHAIN = $(PY) -m launch.chain --wiki_input='$(WIKI_INPUT)' --books_input='$(BOOKS_INPUT)' \
+	--output_root='$(DATA_ROOT)' --wiki_num_shards=$(WIKI_NUM_SHARDS) \
+	--books_num_shards=$(BOOKS_NUM_SHARDS) --wiki_eval_fraction=$(WIKI_EVAL_FRACTION) \
+	--vocab_size=$(VOCAB_SIZE) --dupe_factor=$(DUPE_FACTOR) \
+	--train_record_shards=$(TRAIN_RECORD_SHARDS) --eval_record_shards=$(EVAL_RECORD_SHARDS) \
+	--build_vocab_args='$(VOCAB_FLAGS)' --create_pretraining_data_args='$(RECORDS_FLAGS)'
+.PHONY: sample-data wiki-shards books-shards vocab pretraining-data
 
 # The sample, fetched (pinned sources, sha256-checked; launch/sample_data.py) only when $(DATA)
 # lacks it.
@@ -69,42 +84,17 @@ sample-data: install
 		$(PY) -m launch.sample_data '$(DATA)'
 
 wiki-shards: install sample-data
-	$(PY) -m pipeline.extract_text --source=wikipedia --input='$(WIKI_INPUT)' \
-		--output_dir='$(WIKI_SHARDS_DIR)' --num_shards=$(WIKI_NUM_SHARDS) \
-		--eval_fraction=$(WIKI_EVAL_FRACTION) $(EXTRA_FLAGS)
+	$(CHAIN) --stage=extract-wiki $(EXTRA_FLAGS)
 
 books-shards: install sample-data
-	$(PY) -m pipeline.extract_text --source=books --input='$(BOOKS_INPUT)' \
-		--output_dir='$(BOOKS_SHARDS_DIR)' --num_shards=$(BOOKS_NUM_SHARDS) $(EXTRA_FLAGS)
-
-# WordPiece vocab (pipeline.build_vocab; docs/tokenizer.md) from the text shards. VOCAB_SIZE is
-# small by default because the bundled sample is; BERT's is 30522. Beam options in EXTRA_FLAGS.
-VOCAB_INPUT ?= $(WIKI_SHARDS_DIR)/train-*.txt,$(BOOKS_SHARDS_DIR)/train-*.txt
-VOCAB_FILE ?= data/vocab.txt
-VOCAB_SIZE ?= 8000
-VOCAB_FLAGS ?= --do_lower_case --algorithm=wordpiece
-.PHONY: vocab
+	$(CHAIN) --stage=extract-books $(EXTRA_FLAGS)
 
 vocab: install wiki-shards books-shards
-	$(PY) -m pipeline.build_vocab --input='$(VOCAB_INPUT)' --output='$(VOCAB_FILE)' \
-		--vocab_size=$(VOCAB_SIZE) $(VOCAB_FLAGS) $(EXTRA_FLAGS)
-
-# Masked-LM + next-sentence TFRecords (pipeline.create_pretraining_data;
-# docs/create_pretraining_data.md): train records from the train shards, eval records from the
-# eval shards, with the vocab above. Google's flags in RECORDS_FLAGS; Beam options in EXTRA_FLAGS.
-RECORDS_DIR ?= data/records
-RECORDS_TRAIN_INPUT ?= $(WIKI_SHARDS_DIR)/train-*.txt,$(BOOKS_SHARDS_DIR)/train-*.txt
-RECORDS_EVAL_INPUT ?= $(WIKI_SHARDS_DIR)/eval-*.txt
-RECORDS_FLAGS ?= --do_lower_case --max_seq_length=128 --max_predictions_per_seq=20 --dupe_factor=3
-.PHONY: pretraining-data
+	$(CHAIN) --stage=vocab $(EXTRA_FLAGS)
 
 pretraining-data: install vocab
-	$(PY) -m pipeline.create_pretraining_data --input_file='$(RECORDS_TRAIN_INPUT)' \
-		--output_dir='$(RECORDS_DIR)/train' --vocab_file='$(VOCAB_FILE)' --num_shards=4 \
-		$(RECORDS_FLAGS) $(EXTRA_FLAGS)
-	$(PY) -m pipeline.create_pretraining_data --input_file='$(RECORDS_EVAL_INPUT)' \
-		--output_dir='$(RECORDS_DIR)/eval' --vocab_file='$(VOCAB_FILE)' --num_shards=1 \
-		--output_prefix=eval $(RECORDS_FLAGS) --dupe_factor=1 $(EXTRA_FLAGS)
+	$(CHAIN) --stage=records-train $(EXTRA_FLAGS)
+	$(CHAIN) --stage=records-eval $(EXTRA_FLAGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
@@ -120,8 +110,8 @@ demo: install
 # hundred steps on CPU on the records `make pretraining-data` writes; the vocab size and record
 # shapes come from the records' metadata.json. More flags in TRAIN_FLAGS, e.g.
 # TRAIN_FLAGS="--mixed_precision=bf16 --tpu=my-tpu".
-TRAIN_INPUT ?= data/records/train/*.tfrecord
-TRAIN_EVAL_INPUT ?= data/records/eval/*.tfrecord
+TRAIN_INPUT ?= $(DATA_ROOT)/records/train/*.tfrecord
+TRAIN_EVAL_INPUT ?= $(DATA_ROOT)/records/eval/*.tfrecord
 MODEL_DIR ?= data/model
 MODEL_SIZE ?= tiny
 TRAIN_BATCH_SIZE ?= 32

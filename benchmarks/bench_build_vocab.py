@@ -89,8 +89,11 @@ def make_corpus(folder: Path) -> tuple[list[str], list[str]]:
 def run_ours(files: list[str], size: int, output: str) -> None:
     from pipeline import build_vocab
 
-    config = build_vocab.BuildVocabConfig(vocab_size=size, num_unused=0)
-    build_vocab.run(input_patterns=",".join(files), output=output, config=config)
+    build_vocab.run(
+        build_vocab.BuildVocabConfig(
+            input=",".join(files), output=output, vocab_size=size, num_unused=0
+        )
+    )
 
 
 def run_ours_learner_only(files: list[str], size: int, output: str) -> None:

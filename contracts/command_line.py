@@ -68,11 +68,14 @@ def import_tensorflow_quietly():
 
 
 def quiet_libraries(verbosity: int) -> None:
-    """Below --verbosity=1, Beam and the GCS clients log warnings and errors only."""
+    """Below --verbosity=1, Beam and the GCS clients log warnings and errors only, and Beam's
+    own error lines (the traceback of a failed step, which Beam then raises) not at all: the
+    raised error is reported once, as one line or, for a bug, with its traceback."""
     if verbosity >= 1:
         return
-    for name in ("apache_beam", "gcsfs", "google", "urllib3", "fsspec"):
+    for name in ("gcsfs", "google", "urllib3", "fsspec"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
 
 
 def is_expected_error(error: BaseException) -> bool:
@@ -124,8 +127,20 @@ def guarded(main: Callable[[Sequence[str]], object], *, program: str) -> Callabl
     return guarded_main
 
 
-def run(main: Callable[[Sequence[str]], object], *, program: str) -> None:
-    """`absl.app.run(main)` with the contract above: what every command's `__main__` calls."""
+def run(
+    main: Callable[[Sequence[str]], object],
+    *,
+    program: str,
+    flags_parser: Callable[[Sequence[str]], list[str]] | None = None,
+) -> None:
+    """`absl.app.run(main)` with the contract above: what every command's `__main__` calls.
+
+    Args:
+      main: the command's absl main.
+      program: its name in error lines, e.g. "pipeline.extract_text".
+      flags_parser: as for `absl.app.run` (the Beam stages leave Beam's options to Beam).
+    """
     from absl import app
 
-    app.run(guarded(main, program=program))
+    kwargs = {"flags_parser": flags_parser} if flags_parser else {}
+    app.run(guarded(main, program=program), **kwargs)

@@ -1,6 +1,6 @@
 """`metadata.json`, written beside every output set, last: a folder that has it is complete.
 
-What it holds (DESIGN.md): the command and its flags, the input paths with their sizes, the vocab
+What it holds (docs/design.md): the command and its flags, the input paths with their sizes, the vocab
 file's sha256, counts, the package versions, and a sha256 per output shard. The trainer reads it
 to check the record shapes and the vocab size before its first step.
 """

@@ -32,14 +32,10 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
-from contracts import storage
-from launch import gcloud
-
-# The vocab is learned from the train split only, so eval text stays unseen.
-_TRAIN_SHARDS = "train-*.txt"
-_EVAL_SHARDS = "eval-*.txt"
+from contracts import command_line, storage
+from launch import chain, gcloud
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,80 +223,53 @@ def beam_options(config: DataflowConfig, paths: Layout, job: str) -> list[str]:
     return options + list(config.beam_args)
 
 
+def data_chain(config: DataflowConfig) -> chain.DataChain:
+    """The launch's data stages: launch.chain's, with Dataflow's settings."""
+    return chain.DataChain(
+        wiki_input=config.dump,
+        books_input=config.books or "",
+        output_root=layout(config).root,
+        wiki_num_shards=config.wiki_shards,
+        books_num_shards=config.books_shards,
+        vocab_size=config.vocab_size,
+        do_lower_case=config.do_lower_case,
+        max_seq_length=config.max_seq_length,
+        max_predictions_per_seq=config.max_predictions_per_seq,
+        dupe_factor=config.dupe_factor,
+        eval_dupe_factor=config.eval_dupe_factor,
+        do_whole_word_mask=config.do_whole_word_mask,
+        train_record_shards=config.train_record_shards,
+        eval_record_shards=config.eval_record_shards,
+        extract_text_args=config.extract_text_args,
+        build_vocab_args=config.build_vocab_args,
+        create_pretraining_data_args=config.create_pretraining_data_args,
+    )
+
+
+_DESCRIPTIONS = {
+    "extract-wiki": "extract_text --source=wikipedia -> {}",
+    "extract-books": "extract_text --source=books -> {}",
+    "vocab": "build_vocab -> {}",
+    "records-train": "create_pretraining_data (train) -> {}",
+    "records-eval": "create_pretraining_data (eval) -> {}",
+}
+
+
 def plan(config: DataflowConfig) -> list[Stage]:
     """The stages to run, in order, for a checked config.
 
     Returns:
       One `Stage` per Dataflow job: extract (wiki, then books when given), vocab, train
-      records, eval records.
+      records, eval records; each launch.chain's command with Dataflow's Beam options.
     """
     paths = layout(config)
-    python = config.python
+    data = data_chain(config)
     stages = []
-
-    def add(name: str, description: str, module: str, flags_: list[str], extra, marker: str):
-        argv = (python, "-m", module, *flags_, *extra, *beam_options(config, paths, name))
-        stages.append(Stage(name, gcloud.Step(description, argv), marker))
-
-    sources = [("wiki", "wikipedia", config.dump, paths.wiki_shards, config.wiki_shards)]
-    if config.books:
-        sources.append(("books", "books", config.books, paths.books_shards, config.books_shards))
-    for short, source, inputs, output_dir, num_shards in sources:
-        add(
-            f"extract-{short}",
-            f"extract_text --source={source} -> {output_dir}",
-            "pipeline.extract_text",
-            [
-                f"--input={inputs}",
-                f"--source={source}",
-                f"--output_dir={output_dir}",
-                f"--num_shards={num_shards}",
-            ],
-            config.extract_text_args,
-            f"{output_dir}/metadata.json",
-        )
-    shard_dirs = [output_dir for _, _, _, output_dir, _ in sources]
-    train_text = ",".join(f"{d}/{_TRAIN_SHARDS}" for d in shard_dirs)
-    eval_text = ",".join(f"{d}/{_EVAL_SHARDS}" for d in shard_dirs)
-    add(
-        "vocab",
-        f"build_vocab -> {paths.vocab_file}",
-        "pipeline.build_vocab",
-        [
-            f"--input={train_text}",
-            f"--output={paths.vocab_file}",
-            f"--vocab_size={config.vocab_size}",
-            f"--do_lower_case={_bool(config.do_lower_case)}",
-        ],
-        config.build_vocab_args,
-        # build_vocab writes metadata.json beside the vocab, last.
-        paths.vocab_file.rsplit("/", 1)[0] + "/metadata.json",
-    )
-    for split, inputs, output_dir, dupe_factor, num_shards in (
-        ("train", train_text, paths.train_records, config.dupe_factor, config.train_record_shards),
-        ("eval", eval_text, paths.eval_records, config.eval_dupe_factor, config.eval_record_shards),
-    ):
-        split_flags = [
-            f"--input_file={inputs}",
-            f"--output_dir={output_dir}",
-            f"--vocab_file={paths.vocab_file}",
-            f"--do_lower_case={_bool(config.do_lower_case)}",
-            f"--do_whole_word_mask={_bool(config.do_whole_word_mask)}",
-            f"--max_seq_length={config.max_seq_length}",
-            f"--max_predictions_per_seq={config.max_predictions_per_seq}",
-            f"--dupe_factor={dupe_factor}",
-            f"--num_shards={num_shards}",
-        ]
-        if split == "eval":
-            split_flags.append("--output_prefix=eval")
-        add(
-            f"records-{split}",
-            f"create_pretraining_data ({split}) -> {output_dir}",
-            "pipeline.create_pretraining_data",
-            split_flags,
-            config.create_pretraining_data_args,
-            f"{output_dir}/metadata.json",
-        )
+    for stage in chain.stages(data):
+        output = data.vocab_file if stage.name == "vocab" else stage.output_dir
+        argv = stage.argv(python=config.python, extra=beam_options(config, paths, stage.name))
+        step = gcloud.Step(_DESCRIPTIONS[stage.name].format(output), tuple(argv))
+        stages.append(Stage(stage.name, step, stage.done_marker))
     return stages
 
 
@@ -573,4 +542,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    command_line.run(main, program="launch.dataflow")

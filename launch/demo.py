@@ -25,9 +25,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from launch import sample_data
+from contracts import command_line
+from launch import chain, sample_data
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _DATA = sample_data.data_folder()
@@ -42,8 +43,8 @@ class DemoConfig:
     # README says where they come from).
     wiki_input: str = str(_DATA / sample_data.WIKI_MULTISTREAM)
     books_input: str = str(_DATA / sample_data.BOOKS_GLOB)
-    # ~10% of the articles go to eval, so the eval split is large enough to mean something;
-    # books all train (three books give too few documents to split).
+    # ~10% of the articles go to eval, so the eval split is large enough to mean something
+    # (the books keep extract_text's 0.005: five books give too few documents to split).
     wiki_eval_fraction: float = 0.1
     vocab_size: int = 8000  # a 30k vocab is mostly unused on 3 MB of text
     max_seq_length: int = 128
@@ -59,78 +60,45 @@ class DemoConfig:
     steps_per_loop: int = 100
 
 
+def data_chain(config: DemoConfig) -> chain.DataChain:
+    """The demo's data stages: launch.chain's, with the settings of a 3 MB sample."""
+    return chain.DataChain(
+        wiki_input=config.wiki_input,
+        books_input=config.books_input,
+        output_root=config.output_dir,
+        wiki_num_shards=2,
+        books_num_shards=2,
+        wiki_eval_fraction=config.wiki_eval_fraction,
+        vocab_size=config.vocab_size,
+        max_seq_length=config.max_seq_length,
+        max_predictions_per_seq=config.max_predictions_per_seq,
+        dupe_factor=config.dupe_factor,
+        train_record_shards=4,
+        eval_record_shards=1,
+    )
+
+
+_STAGE_TITLES = {
+    "extract-wiki": "extract wikipedia",
+    "extract-books": "extract books",
+    "vocab": "learn vocab",
+    "records-train": "train records",
+    "records-eval": "eval records",
+}
+
+
 def stage_commands(config: DemoConfig) -> list[tuple[str, list[str]]]:
     """The demo's commands, in order, as (stage name, argv) pairs."""
-    out = Path(config.output_dir)
-    wiki, books = out / "shards" / "wiki", out / "shards" / "books"
-    vocab = out / "vocab.txt"
-    python = sys.executable
-    record_flags = [
-        f"--vocab_file={vocab}",
-        "--do_lower_case",
-        f"--max_seq_length={config.max_seq_length}",
-        f"--max_predictions_per_seq={config.max_predictions_per_seq}",
-        f"--dupe_factor={config.dupe_factor}",
-    ]
-    return [
-        (
-            "extract wikipedia",
-            [
-                *(python, "-m", "pipeline.extract_text", "--source=wikipedia"),
-                f"--input={config.wiki_input}",
-                f"--output_dir={wiki}",
-                "--num_shards=2",
-                f"--eval_fraction={config.wiki_eval_fraction}",
-            ],
-        ),
-        (
-            "extract books",
-            [
-                *(python, "-m", "pipeline.extract_text", "--source=books"),
-                f"--input={config.books_input}",
-                f"--output_dir={books}",
-                "--num_shards=2",
-                "--eval_fraction=0",
-            ],
-        ),
-        (
-            "learn vocab",
-            [
-                *(python, "-m", "pipeline.build_vocab"),
-                f"--input={wiki}/train-*.txt,{books}/train-*.txt",
-                f"--output={vocab}",
-                f"--vocab_size={config.vocab_size}",
-                "--do_lower_case",
-            ],
-        ),
-        (
-            "train records",
-            [
-                *(python, "-m", "pipeline.create_pretraining_data"),
-                f"--input_file={wiki}/train-*.txt,{books}/train-*.txt",
-                f"--output_dir={out}/records/train",
-                "--num_shards=4",
-                *record_flags,
-            ],
-        ),
-        (
-            "eval records",
-            [
-                *(python, "-m", "pipeline.create_pretraining_data"),
-                f"--input_file={wiki}/eval-*.txt",
-                f"--output_dir={out}/records/eval",
-                "--output_prefix=eval",
-                "--num_shards=1",
-                *record_flags,
-            ],
-        ),
+    data = data_chain(config)
+    commands = [(_STAGE_TITLES[stage.name], stage.argv()) for stage in chain.stages(data)]
+    commands.append(
         (
             "train BERT",
             [
-                *(python, "-m", "trainer.run_pretraining"),
-                f"--input_file={out}/records/train/*.tfrecord",
-                f"--eval_input_file={out}/records/eval/*.tfrecord",
-                f"--output_dir={out}/model",
+                *(sys.executable, "-m", "trainer.run_pretraining"),
+                f"--input_file={data.train_records}/*.tfrecord",
+                f"--eval_input_file={data.eval_records}/*.tfrecord",
+                f"--output_dir={Path(config.output_dir) / 'model'}",
                 f"--model_size={config.model_size}",
                 f"--max_seq_length={config.max_seq_length}",
                 f"--max_predictions_per_seq={config.max_predictions_per_seq}",
@@ -144,8 +112,9 @@ def stage_commands(config: DemoConfig) -> list[tuple[str, list[str]]]:
                 "--do_train",
                 "--do_eval",
             ],
-        ),
-    ]
+        )
+    )
+    return commands
 
 
 def read_eval_results(path: Path) -> dict[str, float]:
@@ -265,9 +234,10 @@ def run_demo(config: DemoConfig) -> dict[str, float]:
     out.mkdir(parents=True)
     seconds: dict[str, float] = {}
     environment = dict(os.environ, PYTHONPATH=str(_PROJECT_ROOT))
-    for number, (stage, argv) in enumerate(stage_commands(config), start=1):
+    commands = stage_commands(config)
+    for number, (stage, argv) in enumerate(commands, start=1):
         shown = shlex.join([Path(argv[0]).name, *argv[1:]])
-        print(f"\n=== [{number}/6] {stage}\n$ {shown}", flush=True)
+        print(f"\n=== [{number}/{len(commands)}] {stage}\n$ {shown}", flush=True)
         start = time.monotonic()
         completed = subprocess.run(argv, cwd=_PROJECT_ROOT, env=environment)
         seconds[stage] = time.monotonic() - start
@@ -320,4 +290,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    command_line.run(main, program="launch.demo")

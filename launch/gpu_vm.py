@@ -22,8 +22,9 @@ import shlex
 import subprocess
 from collections.abc import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
+from contracts import command_line
 from launch import gcloud
 
 # GPUs per machine type where the type fixes them (accelerator-optimized families).
@@ -370,4 +371,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    command_line.run(main, program="launch.gpu_vm")

@@ -38,8 +38,9 @@ import shlex
 import subprocess
 from collections.abc import Callable, Sequence
 
-from absl import app, flags
+from absl import flags
 
+from contracts import command_line
 from launch import gcloud
 
 # The newest TensorFlow that Cloud TPU ships (tensorflow-tpu 2.20.0; there is no 2.21 yet).
@@ -516,4 +517,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    command_line.run(main, program="launch.tpu_pod")

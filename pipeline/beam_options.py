@@ -2,7 +2,7 @@
 
 Each job's `main()` defines its own absl flags; every argument absl does not know
 (`--runner=DataflowRunner --project=… --region=… --temp_location=gs://…`, `--direct_num_workers`)
-passes through unchanged to Beam, as DESIGN.md promises.
+passes through unchanged to Beam, as docs/design.md promises.
 
 Why not Beam's default runner: in Beam 2.6x+ `DirectRunner` hands pipelines it deems supported
 to the Prism runner, which first downloads a Go binary from GitHub: that fails or hangs on a

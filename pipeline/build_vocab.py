@@ -34,10 +34,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
-from absl import app, flags
 
 from contracts import hashing, lines, metadata, storage
-from pipeline import beam_options
+from pipeline import stage
 from tokenizer import basic_tokenization, vocab
 from tokenizer.vocab_learning import LearnParams
 
@@ -49,13 +48,19 @@ _LOG_EVERY_LINES = 1_000_000
 
 @dataclasses.dataclass(frozen=True)
 class BuildVocabConfig:
-    """What `build_pipeline` learns, and how."""
+    """Everything one run of build_vocab needs; logged at start, kept in metadata.json."""
 
+    input: str  # comma-separated globs of text shards (local or gs://)
+    output: str  # the vocab file to write (local or gs://); metadata.json goes beside it
     vocab_size: int = 30522  # lines in the vocab file, special tokens included (BERT-base's)
     do_lower_case: bool = True  # lower-case and strip accents before counting (uncased vocab)
-    algorithm: str = "wordpiece"  # "wordpiece" (tensorflow-text's learner) or "sentencepiece"
+    # "wordpiece" (tensorflow-text's learner) or "sentencepiece"
+    algorithm: str = dataclasses.field(default="wordpiece", metadata={"enum": ALGORITHMS})
     num_unused: int = vocab.DEFAULT_NUM_UNUSED  # [unusedN] after [PAD]: [UNK]=100 as in BERT
-    learn_params: LearnParams = LearnParams()  # tensorflow-text's learner settings (its defaults)
+    # WordPiece: learn from at most this many of the most frequent words (-1: all)
+    max_input_tokens: int = LearnParams.max_input_tokens
+    # WordPiece: alphabet size; words with rarer characters are not learned from
+    max_unique_chars: int = LearnParams.max_unique_chars
     sentencepiece_sentences: int = 1_000_000  # most lines sentencepiece trains on (a sample)
     sentencepiece_character_coverage: float = 0.9995  # rarer characters become [UNK]
     sentencepiece_threads: int = 1  # >1 is faster but sentencepiece is then not deterministic
@@ -72,6 +77,15 @@ class BuildVocabConfig:
     @property
     def reserved_tokens(self) -> list[str]:
         return vocab.special_prefix(num_unused=self.num_unused)
+
+    @property
+    def learn_params(self) -> LearnParams:
+        """tensorflow-text's learner settings: its defaults, but for the two above."""
+        return dataclasses.replace(
+            LearnParams(),
+            max_input_tokens=None if self.max_input_tokens < 0 else self.max_input_tokens,
+            max_unique_chars=self.max_unique_chars,
+        )
 
 
 # --- Reading and counting ------------------------------------------------------------------------
@@ -115,24 +129,49 @@ class CountWordsInFile(beam.DoFn):
         self._invalid.inc(num_invalid)
         self._words.inc(sum(counts.values()))
         logging.info("%s: %d lines, %d distinct words", path, num_lines, len(counts))
+        yield beam.pvalue.TaggedOutput(
+            _FILE_STATS, (1, num_lines, sum(counts.values()), num_invalid)
+        )
         yield from counts.items()
 
 
 class CountWords(beam.PTransform):
-    """Paths of text shards -> (word, count) over all of them, one element per distinct word."""
+    """Paths of text shards -> (word, count) over all of them, one element per distinct word.
+
+    After it is applied, `file_stats` is a PCollection of one dict: files, lines, words and
+    invalid_utf8_lines over all shards, for metadata.json (read in the same pass).
+    """
 
     def __init__(self, *, do_lower_case: bool):
         super().__init__()
         self._do_lower_case = do_lower_case
+        self.file_stats: beam.PCollection | None = None
 
     def expand(self, paths):
-        return (
+        counted = (
             paths
             # One shard per element; the reshuffle spreads shards over workers.
             | "SpreadShards" >> beam.Reshuffle()
-            | "CountPerShard" >> beam.ParDo(CountWordsInFile(do_lower_case=self._do_lower_case))
-            | "SumPerWord" >> beam.CombinePerKey(sum)
+            | "CountPerShard"
+            >> beam.ParDo(CountWordsInFile(do_lower_case=self._do_lower_case)).with_outputs(
+                _FILE_STATS, main="words"
+            )
         )
+        self.file_stats = (
+            counted[_FILE_STATS]
+            | "SumFileStats" >> beam.CombineGlobally(_sum_columns)
+            | "NameFileStats"
+            >> beam.Map(lambda sums: dict(zip(_FILE_STAT_NAMES, sums, strict=True)))
+        )
+        return counted.words | "SumPerWord" >> beam.CombinePerKey(sum)
+
+
+_FILE_STATS = "file_stats"
+_FILE_STAT_NAMES = ("files", "lines", "words", "invalid_utf8_lines")
+
+
+def _sum_columns(rows) -> tuple[int, ...]:
+    return tuple(sum(column) for column in zip(*rows, strict=True)) if rows else (0, 0, 0, 0)
 
 
 # --- tensorflow-text's input selection, over the whole count table --------------------------------
@@ -391,42 +430,52 @@ def sentencepiece_model_path(output: str) -> str:
 # --- The job ------------------------------------------------------------------------------------
 
 
-def _write_vocab(tokens: list[str], *, output: str, vocab_size: int) -> int:
-    vocab.write(output, tokens, expected_size=vocab_size)
-    logging.info("wrote %s: %d tokens", output, len(tokens))
-    return len(tokens)
+def _write_vocab(tokens, *, config, file_stats):  # untyped: Beam logs string annotations
+    """Writes the vocab; what metadata.json records of it."""
+    vocab.write(config.output, tokens, expected_size=config.vocab_size)
+    logging.info("wrote %s: %d tokens", config.output, len(tokens))
+    outputs = [config.output]
+    if config.algorithm == "sentencepiece":
+        outputs.append(sentencepiece_model_path(config.output))
+    counts = dict(file_stats or {})
+    counts["vocab_tokens"] = len(tokens)
+    counts["continuation_tokens"] = sum(t.startswith(vocab.CONTINUATION_PREFIX) for t in tokens)
+    return stage.StageResult(outputs=outputs, counts=counts, extra={})
 
 
-def build_pipeline(
-    pipeline: beam.Pipeline,
-    *,
-    input_files: Sequence[str],
-    output: str,
-    config: BuildVocabConfig,
-) -> beam.PCollection:
-    """Adds the vocab job to `pipeline`.
+def input_files(config: BuildVocabConfig) -> list[str]:
+    """The text shards, sorted (a metadata.json that a glob matches is left out).
 
-    Args:
-      pipeline: the pipeline to build into.
-      input_files: the text shards (already expanded; see `storage.expand_globs`).
-      output: the vocab file to write (local or gs://); with sentencepiece also
-        `sentencepiece_model_path(output)`.
-      config: what to learn.
+    Raises:
+      FileNotFoundError: a pattern matches nothing (the message names it).
+    """
+    return metadata.data_files(storage.expand_globs(config.input), patterns=config.input)
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: BuildVocabConfig) -> beam.PCollection:
+    """Adds the vocab job to `pipeline`: the vocab file (with sentencepiece also
+    `sentencepiece_model_path(output)`), then metadata.json beside it.
 
     Returns:
-      A PCollection with one element, the number of tokens written.
+      A PCollection with one element, the metadata record, once everything is written.
     """
-    paths = pipeline | "Shards" >> beam.Create(sorted(input_files))
+    inputs = input_files(config)
+    if storage.exists(config.output):
+        logging.info("%s exists and will be replaced", config.output)
+    paths = pipeline | "Shards" >> beam.Create(inputs)
+    file_stats = None
     if config.algorithm == "wordpiece":
+        count_words = CountWords(do_lower_case=config.do_lower_case)
         tokens = (
             paths
-            | "CountWords" >> CountWords(do_lower_case=config.do_lower_case)
+            | "CountWords" >> count_words
             | "SelectLearnerInput"
             >> SelectLearnerInput(
                 params=config.learn_params, reserved_tokens=config.reserved_tokens
             )
             | "LearnWordPiece" >> beam.Map(learn_wordpiece_vocab, config=config)
         )
+        file_stats = beam.pvalue.AsSingleton(count_words.file_stats)
     else:
         tokens = (
             paths
@@ -434,114 +483,41 @@ def build_pipeline(
             >> SampleLines(
                 num_lines=config.sentencepiece_sentences, do_lower_case=config.do_lower_case
             )
-            | "TrainSentencepiece" >> beam.Map(train_sentencepiece, output=output, config=config)
+            | "TrainSentencepiece"
+            >> beam.Map(train_sentencepiece, output=config.output, config=config)
         )
-    return tokens | "WriteVocab" >> beam.Map(
-        _write_vocab, output=output, vocab_size=config.vocab_size
+    return (
+        tokens
+        | "WriteVocab" >> beam.Map(_write_vocab, config=config, file_stats=file_stats)
+        | "WriteMetadata"
+        >> stage.WriteMetadata(
+            command=COMMAND,
+            config=config,
+            output_dir=output_dir(config),
+            inputs=inputs,
+            vocab_file=config.output,
+        )
     )
 
 
-def output_folder(output: str) -> str:
-    """The folder a vocab file is in (its metadata.json goes there)."""
-    return storage.dirname(output)
+def output_dir(config: BuildVocabConfig) -> str:
+    """The folder of the vocab, where its metadata.json goes."""
+    return storage.dirname(config.output)
 
 
-def run(
-    *,
-    input_patterns: str | Sequence[str],
-    output: str,
-    config: BuildVocabConfig,
-    beam_args: Sequence[str] = (),
-    flag_values: dict | None = None,
-) -> dict:
-    """Runs the job and writes metadata.json beside the vocab; returns the metadata record."""
-    input_files = metadata.data_files(storage.expand_globs(input_patterns), patterns=input_patterns)
-    logging.info("build_vocab: %d input files, config %s", len(input_files), config)
-    if storage.exists(output):
-        logging.info("%s exists and will be replaced", output)
-    result = beam_options.run(
-        build_pipeline, beam_args, input_files=input_files, output=output, config=config
-    )
-    totals = beam_options.counters(result)
-    beam_options.log_counters(COMMAND, totals)
-    outputs = [output]
-    if config.algorithm == "sentencepiece":
-        outputs.append(sentencepiece_model_path(output))
-    tokens = vocab.load(output, expected_size=config.vocab_size)
-    counts = {name: value for name, value in totals.items()}
-    counts["vocab_tokens"] = len(tokens)
-    counts["continuation_tokens"] = sum(t.startswith(vocab.CONTINUATION_PREFIX) for t in tokens)
-    return metadata.write(
-        output_folder(output),
-        command=COMMAND,
-        flags=dict(flag_values or {}),
-        inputs=input_files,
-        outputs=outputs,
-        counts=counts,
-        vocab_file=output,
-        extra={"config": dataclasses.asdict(config)},
-    )
+STAGE = stage.Stage(
+    command=COMMAND,
+    config_class=BuildVocabConfig,
+    build_pipeline=build_pipeline,
+    output_dir=output_dir,
+)
 
 
-def _define_flags() -> None:
-    flags.DEFINE_string("input", None, "Comma-separated globs of text shards (local or gs://).")
-    flags.DEFINE_string("output", None, "The vocab file to write (local or gs://).")
-    flags.DEFINE_integer("vocab_size", 30522, "Tokens in the vocab, special tokens included.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased vocab).")
-    flags.DEFINE_enum("algorithm", "wordpiece", list(ALGORITHMS), "How to learn the vocab.")
-    flags.DEFINE_integer("num_unused", vocab.DEFAULT_NUM_UNUSED, "[unusedN] slots after [PAD].")
-    flags.DEFINE_integer(
-        "max_input_tokens",
-        LearnParams.max_input_tokens,
-        "WordPiece: learn from at most this many of the most frequent words (-1: all).",
-    )
-    flags.DEFINE_integer(
-        "max_unique_chars",
-        LearnParams.max_unique_chars,
-        "WordPiece: alphabet size; words with rarer characters are not learned from.",
-    )
-    flags.DEFINE_integer(
-        "sentencepiece_sentences",
-        BuildVocabConfig.sentencepiece_sentences,
-        "Sentencepiece: most lines in its training sample.",
-    )
-    flags.mark_flags_as_required(["input", "output"])
-
-
-def main(argv: Sequence[str]) -> None:
-    FLAGS = flags.FLAGS
-    config = BuildVocabConfig(
-        vocab_size=FLAGS.vocab_size,
-        do_lower_case=FLAGS.do_lower_case,
-        algorithm=FLAGS.algorithm,
-        num_unused=FLAGS.num_unused,
-        learn_params=dataclasses.replace(
-            LearnParams(),
-            max_input_tokens=None if FLAGS.max_input_tokens < 0 else FLAGS.max_input_tokens,
-            max_unique_chars=FLAGS.max_unique_chars,
-        ),
-        sentencepiece_sentences=FLAGS.sentencepiece_sentences,
-    )
-    flag_names = [
-        "input",
-        "output",
-        "vocab_size",
-        "do_lower_case",
-        "algorithm",
-        "num_unused",
-        "max_input_tokens",
-        "max_unique_chars",
-        "sentencepiece_sentences",
-    ]
-    run(
-        input_patterns=FLAGS.input,
-        output=FLAGS.output,
-        config=config,
-        beam_args=argv[1:],
-        flag_values={name: FLAGS[name].value for name in flag_names},
-    )
+def run(config: BuildVocabConfig, beam_args: Sequence[str] = ()) -> dict:
+    """Runs the job; returns the metadata record it wrote."""
+    stage.run(STAGE, config, beam_args)
+    return metadata.read(output_dir(config))
 
 
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=beam_options.parse_flags)
+    stage.run_as_program(STAGE)

@@ -25,9 +25,11 @@ The Beam graph, and why it is shaped so:
 4. WriteParts: each bucket makes its instances (cuts, pairs, masks, serialization, all seeded
    from stable keys), sends each to shard `slot % num_shards` in a random permutation of its
    slots, and writes one part file per shard. Heavy data never crosses a shuffle again.
-5. MergeShards: each shard interleaves its parts in a seeded random order (a uniform
-   shuffle of the shard, since each part is itself shuffled) into one TFRecord file, hashing it
-   as it goes.
+5. MergeShards: each shard interleaves its parts in a seeded random order, then passes the
+   records through a seeded shuffle buffer (`shuffle_buffer_records`; a part holds its
+   instances document by document, so without it neighbours would mostly share a document)
+   into one TFRecord file, hashing it as it goes. Not a uniform shuffle of the shard: records
+   move about the buffer's size; the trainer's own shuffle buffer mixes further.
 6. WriteMetadata: once every shard is renamed into place, metadata.json (flags, inputs, counts,
    statistics, per-shard sha256), then the scratch folder is removed.
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -45,16 +48,15 @@ from typing import TypeVar
 
 import apache_beam as beam
 import numpy as np
-from absl import app, flags
 
 from contracts import hashing, metadata, storage
 from pipeline import (
-    beam_options,
     document_reader,
     example_encoding,
     masking,
     pretraining_instances,
     record_files,
+    stage,
 )
 from pipeline.pretraining_instances import PretrainingDataConfig
 
@@ -64,6 +66,16 @@ _COUNTER_NAMESPACE = "create_pretraining_data"
 _SAMPLE_BYTES = 256 << 10
 _SAMPLE_FILES = 4
 _MIN_SAMPLE_TOKENS = 500
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CreatePretrainingDataConfig(PretrainingDataConfig):
+    """Everything one run needs: the paths, and every setting that shapes the records
+    (`PretrainingDataConfig`); logged at start, kept in metadata.json as its flags."""
+
+    input_file: str  # comma-separated globs of text shards (local or gs://)
+    output_dir: str  # where the TFRecord shards and metadata.json go (local or gs://)
+    vocab_file: str  # the WordPiece vocab the text is tokenized with
 
 
 def shard_name(prefix: str, index: int, num_shards: int, *, compression: str) -> str:
@@ -473,19 +485,9 @@ def statistics(counts: dict[str, int]) -> dict[str, float]:
     }
 
 
-def _write_metadata(
-    shards,
-    counts,
-    *,
-    config,
-    output_dir,
-    inputs,
-    vocab_file,
-    vocab_size,
-    input_patterns,
-    scratch_dir,
-):
-    """Checks the shards against the counts, writes metadata.json, removes the scratch folder.
+def _finish(shards, counts, *, config, vocab_size, scratch_dir):
+    """Checks the shards against the counts, removes the scratch folder; what metadata.json
+    holds.
 
     (Untyped: Beam would log every string annotation of a function it maps.)
 
@@ -494,12 +496,12 @@ def _write_metadata(
       counts: dict[str, int], the job's counts.
 
     Returns:
-      dict, the metadata.json record.
+      stage.StageResult.
     """
     shards = sorted(shards, key=lambda s: s["path"])
     if not counts.get("documents"):
         raise ValueError(
-            f"{input_patterns}: the input holds no documents (every line is blank, or no line "
+            f"{config.input_file}: the input holds no documents (every line is blank, or no line "
             "has a token in the vocab)"
         )
     if len(shards) != config.num_shards:
@@ -521,20 +523,18 @@ def _write_metadata(
             len(shards),
             written,
         )
-    flags_record = {
-        "input_file": input_patterns,
-        "output_dir": output_dir,
-        "vocab_file": vocab_file,
-        **{field.name: getattr(config, field.name) for field in dataclasses.fields(config)},
-    }
-    record = metadata.write(
-        output_dir,
-        command=COMMAND,
-        flags=flags_record,
-        inputs=inputs,
+    storage.rmtree(scratch_dir)
+    logging.info(
+        "%s: %d instances in %d shards; masked %.4f, random next %.4f",
+        config.output_dir,
+        written,
+        len(shards),
+        stats["masked_fraction"],
+        stats["random_next_fraction"],
+    )
+    return stage.StageResult(
         outputs=[],
         counts={key: counts[key] for key in sorted(counts)},
-        vocab_file=vocab_file,
         extra={
             "vocab_size": vocab_size,
             "statistics": stats,
@@ -550,25 +550,10 @@ def _write_metadata(
             ],
         },
     )
-    storage.rmtree(scratch_dir)
-    logging.info(
-        "%s: %d instances in %d shards; masked %.4f, random next %.4f",
-        output_dir,
-        written,
-        len(shards),
-        stats["masked_fraction"],
-        stats["random_next_fraction"],
-    )
-    return record
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline,
-    *,
-    input_patterns: str | Sequence[str],
-    output_dir: str,
-    vocab_file: str,
-    config: PretrainingDataConfig,
+    pipeline: beam.Pipeline, config: CreatePretrainingDataConfig
 ) -> beam.PCollection:
     """Adds the whole job to `pipeline`.
 
@@ -578,10 +563,7 @@ def build_pipeline(
 
     Args:
       pipeline: the Beam pipeline (a TestPipeline in tests).
-      input_patterns: comma-separated globs of text shards (local or gs://).
-      output_dir: where the shards and metadata.json go.
-      vocab_file: the WordPiece vocab.
-      config: every other flag.
+      config: the paths (input_file, output_dir, vocab_file) and every setting.
 
     Returns:
       A PCollection holding one element, the metadata.json record, once everything is written.
@@ -592,8 +574,10 @@ def build_pipeline(
     """
     from tokenizer import BertTokenizer
 
-    input_list = storage.split_patterns(input_patterns)
-    inputs = metadata.data_files(storage.expand_globs(input_list), patterns=input_patterns)
+    output_dir, vocab_file = config.output_dir, config.vocab_file
+    inputs = metadata.data_files(
+        storage.expand_globs(config.input_file), patterns=config.input_file
+    )
     sizes = [storage.size(path) for path in inputs]
     if not any(sizes):
         raise ValueError(f"every input file is empty: {', '.join(inputs)}")
@@ -668,86 +652,32 @@ def build_pipeline(
         | "GroupParts" >> beam.GroupByKey()
         | "MergeShards" >> beam.ParDo(MergeShard(config=config, output_dir=output_dir))
         | "CollectShards" >> beam.combiners.ToList()
-        | "WriteMetadata"
+        | "Finish"
         >> beam.Map(
-            _write_metadata,
+            _finish,
             counts=beam.pvalue.AsSingleton(counts),
+            config=config,
+            vocab_size=vocabulary.vocab_size,
+            scratch_dir=scratch_dir,
+        )
+        | "WriteMetadata"
+        >> stage.WriteMetadata(
+            command=COMMAND,
             config=config,
             output_dir=output_dir,
             inputs=inputs,
             vocab_file=vocab_file,
-            vocab_size=vocabulary.vocab_size,
-            input_patterns=",".join(input_list),
-            scratch_dir=scratch_dir,
         )
     )
 
 
-def define_flags() -> None:
-    """The command's absl flags; defined only when it runs as a program, since other stages
-    (imported beside this one in tests) define flags of the same names."""
-    defaults = PretrainingDataConfig()
-    flags.DEFINE_string(
-        "input_file", None, "Comma-separated globs of text shards (local or gs://)."
-    )
-    flags.DEFINE_string("output_dir", None, "Where the TFRecord shards and metadata.json go.")
-    flags.DEFINE_string("vocab_file", None, "The WordPiece vocab the text is tokenized with.")
-    flags.DEFINE_bool("do_lower_case", defaults.do_lower_case, "Lower-case (for uncased vocabs).")
-    flags.DEFINE_bool(
-        "do_whole_word_mask", defaults.do_whole_word_mask, "Mask whole words, not single pieces."
-    )
-    flags.DEFINE_integer("max_seq_length", defaults.max_seq_length, "Tokens per instance.")
-    flags.DEFINE_integer(
-        "max_predictions_per_seq", defaults.max_predictions_per_seq, "Masked-LM slots per instance."
-    )
-    flags.DEFINE_float("masked_lm_prob", defaults.masked_lm_prob, "Fraction of tokens masked.")
-    flags.DEFINE_integer(
-        "dupe_factor", defaults.dupe_factor, "Passes over the corpus, each with different masks."
-    )
-    flags.DEFINE_float(
-        "short_seq_prob", defaults.short_seq_prob, "Chance of a shorter target length."
-    )
-    flags.DEFINE_integer("random_seed", defaults.random_seed, "Seed of every random draw.")
-    flags.DEFINE_integer("num_shards", defaults.num_shards, "Output TFRecord files.")
-    flags.DEFINE_enum("compression", defaults.compression, ["none", "gzip"], "Shard compression.")
-    flags.DEFINE_string(
-        "output_prefix", defaults.output_prefix, "Shard name prefix (`eval` for eval records)."
-    )
-    flags.mark_flags_as_required(["input_file", "output_dir", "vocab_file"])
-
-
-_CONFIG_FLAGS = (
-    "do_lower_case",
-    "do_whole_word_mask",
-    "max_seq_length",
-    "max_predictions_per_seq",
-    "masked_lm_prob",
-    "dupe_factor",
-    "short_seq_prob",
-    "random_seed",
-    "num_shards",
-    "compression",
-    "output_prefix",
+STAGE = stage.Stage(
+    command=COMMAND,
+    config_class=CreatePretrainingDataConfig,
+    build_pipeline=build_pipeline,
+    output_dir=operator.attrgetter("output_dir"),
 )
 
 
-def main(argv: Sequence[str]) -> None:
-    values = flags.FLAGS
-    try:
-        config = PretrainingDataConfig(**{name: values[name].value for name in _CONFIG_FLAGS})
-    except ValueError as error:
-        raise app.UsageError(str(error)) from error
-    result = beam_options.run(
-        build_pipeline,
-        argv[1:],
-        input_patterns=values.input_file,
-        output_dir=values.output_dir,
-        vocab_file=values.vocab_file,
-        config=config,
-    )
-    beam_options.log_counters(COMMAND, beam_options.counters(result))
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main, flags_parser=beam_options.parse_flags)
+    stage.run_as_program(STAGE)

@@ -4,7 +4,7 @@
         --input=enwiki-20231101-pages-articles-multistream.xml.bz2 \\
         --output_dir=data/wiki-shards --num_shards=256 [Beam options, e.g. --direct_num_workers=2]
 
-Output (DESIGN.md, "Text shards"): `train-0000i-of-0000N.txt`, `eval-0000i-of-0000M.txt` in
+Output (docs/design.md, "Text shards"): `train-0000i-of-0000N.txt`, `eval-0000i-of-0000M.txt` in
 google-research/bert's input format, then `metadata.json`, written last. The steps:
 
     wikipedia: plan byte ranges ─► Reshuffle ─► read pages ─►(Reshuffle)─► clean + segment ─┐
@@ -24,16 +24,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import operator
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
-from absl import app, flags
 
 from contracts import metadata, storage
-from pipeline import beam_options, books, sentences, text_shards, wikipedia_dump, wikitext
+from pipeline import books, sentences, stage, text_shards, wikipedia_dump, wikitext
 
 COMMAND = "pipeline.extract_text"
 COUNTER_NAMESPACE = "extract_text"
@@ -60,7 +60,7 @@ class ExtractTextConfig:
 
     input: str  # comma-separated globs of dumps (.xml, .xml.bz2, .xml.gz) or book files (.txt)
     output_dir: str  # folder for the shards and metadata.json (local or gs://)
-    source: str = "wikipedia"  # "wikipedia" or "books"
+    source: str = dataclasses.field(default="wikipedia", metadata={"enum": SOURCES})  # input kind
     num_shards: int = 8  # train shards
     num_eval_shards: int = 1  # eval shards
     eval_fraction: float = 0.005  # share of documents that go to eval, chosen by id hash
@@ -507,7 +507,7 @@ def _finish(
     inputs: Sequence[str],
     sources: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Runs once every shard is written: writes the empty shards, then metadata.json (last)."""
+    """Runs once every shard is written: writes the empty shards; what metadata.json holds."""
     by_name = {(shard["split"], shard["index"]): shard for shard in shards}
     for split in text_shards.SPLITS:
         count = _shard_count(split, config)
@@ -550,11 +550,7 @@ def _finish(
     empty = [storage.basename(s["path"]) for s in ordered if not s["documents"]]
     if empty:
         logging.warning("%d shard(s) got no document: %s", len(empty), ", ".join(empty))
-    record = metadata.write(
-        config.output_dir,
-        command=COMMAND,
-        flags=dataclasses.asdict(config),
-        inputs=inputs,
+    return stage.StageResult(
         outputs=[shard["path"] for shard in ordered],
         counts=counts,
         extra={
@@ -566,8 +562,6 @@ def _finish(
             ],
         },
     )
-    logging.info("wrote %s", storage.join(config.output_dir, metadata.FILENAME))
-    return record
 
 
 class WriteShards(beam.PTransform):
@@ -611,7 +605,7 @@ class WriteShards(beam.PTransform):
         return (
             documents.pipeline
             | "Once" >> beam.Create([None])
-            | "WriteMetadata"
+            | "Finish"
             >> beam.Map(
                 _finish,
                 shards=beam.pvalue.AsList(shards),
@@ -620,6 +614,10 @@ class WriteShards(beam.PTransform):
                 inputs=self._inputs,
                 sources=self._sources,
             )
+            | "WriteMetadata"
+            >> stage.WriteMetadata(
+                command=COMMAND, config=config, output_dir=config.output_dir, inputs=self._inputs
+            )
         )
 
 
@@ -627,7 +625,7 @@ class WriteShards(beam.PTransform):
 # The job.
 
 
-def build_pipeline(pipeline: beam.Pipeline, *, config: ExtractTextConfig) -> beam.PCollection:
+def build_pipeline(pipeline: beam.Pipeline, config: ExtractTextConfig) -> beam.PCollection:
     """Adds the whole extract_text job to `pipeline`.
 
     Lists the inputs (an empty glob fails here, naming the pattern), reads every dump's
@@ -638,7 +636,6 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: ExtractTextConfig) -> bea
       A PCollection with one element, the metadata record, once everything is written.
     """
     inputs = input_files(config)
-    logging.info("extract_text: %s", config)
     if config.source == "wikipedia":
         reader = ReadWikipedia(inputs, config)
         sources = {
@@ -654,76 +651,13 @@ def build_pipeline(pipeline: beam.Pipeline, *, config: ExtractTextConfig) -> bea
     )
 
 
-# ----------------------------------------------------------------------------------------------
-# Command line.
-
-FLAGS = flags.FLAGS
-_DEFAULTS = ExtractTextConfig(input="-", output_dir="-")
-
-
-def define_flags() -> None:
-    """Defines the command-line flags; only when run as a program, since the stages share
-    flag names (--output_dir, --input) and tests import several of them in one process."""
-    flags.DEFINE_string("input", None, "Comma-separated globs of dumps or book files.")
-    flags.DEFINE_enum("source", _DEFAULTS.source, SOURCES, "What the input files are.")
-    flags.DEFINE_string("output_dir", None, "Folder for the shards and metadata.json.")
-    flags.DEFINE_integer("num_shards", _DEFAULTS.num_shards, "Number of train shards.")
-    flags.DEFINE_integer("num_eval_shards", _DEFAULTS.num_eval_shards, "Number of eval shards.")
-    flags.DEFINE_float(
-        "eval_fraction", _DEFAULTS.eval_fraction, "Share of documents for eval (by id hash)."
-    )
-    flags.DEFINE_integer(
-        "min_article_chars",
-        _DEFAULTS.min_article_chars,
-        "Drop documents with fewer characters of clean text.",
-    )
-    flags.DEFINE_bool(
-        "expand_templates", _DEFAULTS.expand_templates, "Expand {{templates}} (wikiextractor)."
-    )
-    flags.DEFINE_string(
-        "language", _DEFAULTS.language, "Language for sentence rules; default: from the input."
-    )
-    flags.DEFINE_string(
-        "dump_date",
-        _DEFAULTS.dump_date,
-        "YYYY-MM-DD for date magic words; default: from file name.",
-    )
-    flags.DEFINE_string(
-        "multistream_index", _DEFAULTS.multistream_index, "Index file of a multistream dump."
-    )
-    flags.DEFINE_bool(
-        "use_multistream_index",
-        _DEFAULTS.use_multistream_index,
-        "Split a multistream dump into parallel byte ranges with its index.",
-    )
-    flags.DEFINE_float("range_mb", _DEFAULTS.range_mb, "Compressed MiB per parallel read.")
-
-
-def config_from_flags() -> ExtractTextConfig:
-    return ExtractTextConfig(
-        input=FLAGS.input,
-        output_dir=FLAGS.output_dir,
-        source=FLAGS.source,
-        num_shards=FLAGS.num_shards,
-        num_eval_shards=FLAGS.num_eval_shards,
-        eval_fraction=FLAGS.eval_fraction,
-        min_article_chars=FLAGS.min_article_chars,
-        expand_templates=FLAGS.expand_templates,
-        language=FLAGS.language,
-        dump_date=FLAGS.dump_date,
-        multistream_index=FLAGS.multistream_index,
-        use_multistream_index=FLAGS.use_multistream_index,
-        range_mb=FLAGS.range_mb,
-    )
-
-
-def main(argv: Sequence[str]) -> None:
-    config = config_from_flags()
-    result = beam_options.run(build_pipeline, argv[1:], config=config)
-    beam_options.log_counters(COMMAND, beam_options.counters(result))
+STAGE = stage.Stage(
+    command=COMMAND,
+    config_class=ExtractTextConfig,
+    build_pipeline=build_pipeline,
+    output_dir=operator.attrgetter("output_dir"),
+)
 
 
 if __name__ == "__main__":
-    define_flags()
-    flags.mark_flags_as_required(["input", "output_dir"])
-    app.run(main, flags_parser=beam_options.parse_flags)
+    stage.run_as_program(STAGE)

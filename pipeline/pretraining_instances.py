@@ -64,7 +64,8 @@ class PretrainingDataConfig:
     random_seed: int = 12345  # every random draw derives from it and stable keys
 
     num_shards: int = 64  # output files, balanced to within one instance
-    compression: str = "none"  # "none" or "gzip" (.tfrecord.gz)
+    # "none" or "gzip" (.tfrecord.gz)
+    compression: str = dataclasses.field(default="none", metadata={"enum": ("none", "gzip")})
     output_prefix: str = "train"  # shard names <prefix>-00000-of-00064.tfrecord
     # Buckets of documents: the pool a random B is drawn from, and the unit of work.
     min_bucket_documents: int = 256  # fewer buckets rather than buckets smaller than this

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import collections
+import dataclasses
 import html
 import json
 import re
@@ -177,24 +178,22 @@ def _tokens_per_word(tokenizer: BertTokenizer, lines: list[str]) -> tuple[float,
 
 
 def test_wordpiece_vocab_on_bundled_corpus(corpus_dir, tmp_path, data_dir):
-    config = build_vocab.BuildVocabConfig(vocab_size=8000)
     output = str(tmp_path / "run1" / "vocab.txt")
-    record = build_vocab.run(
-        input_patterns=f"{corpus_dir}/book-*.txt,{corpus_dir}/wiki-*.txt",
-        output=output,
-        config=config,
+    config = build_vocab.BuildVocabConfig(
+        input=f"{corpus_dir}/book-*.txt,{corpus_dir}/wiki-*.txt", output=output, vocab_size=8000
     )
+    record = build_vocab.run(config)
     tokens = vocab.load(output, expected_size=8000)
     assert tokens[:104] == vocab.special_prefix()
     assert record["counts"]["files"] == 4 and record["counts"]["vocab_tokens"] == 8000
+    assert record["counts"]["lines"] > 40_000 and record["counts"]["words"] > 500_000
+    assert record["flags"]["input"] == config.input and record["flags"]["vocab_size"] == 8000
     assert metadata.read(str(tmp_path / "run1"))["vocab"]["sha256"] == storage.sha256(output)
 
     # Byte-identical on a rerun, with another worker count.
     rerun = str(tmp_path / "run2" / "vocab.txt")
     build_vocab.run(
-        input_patterns=str(corpus_dir / "*.txt"),
-        output=rerun,
-        config=config,
+        dataclasses.replace(config, input=str(corpus_dir / "*.txt"), output=rerun),
         beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_threading"],
     )
     assert storage.sha256(rerun) == storage.sha256(output)
@@ -220,15 +219,17 @@ def test_wordpiece_vocab_on_bundled_corpus(corpus_dir, tmp_path, data_dir):
 
 
 def test_sentencepiece_vocab(data_dir, tmp_path):
-    config = build_vocab.BuildVocabConfig(
-        vocab_size=1500, algorithm="sentencepiece", sentencepiece_sentences=3000
-    )
     outputs = []
     for run in ("a", "b"):
         output = str(tmp_path / run / "vocab.txt")
-        build_vocab.run(
-            input_patterns=str(data_dir / "books" / "*.txt"), output=output, config=config
+        config = build_vocab.BuildVocabConfig(
+            input=str(data_dir / "books" / "*.txt"),
+            output=output,
+            vocab_size=1500,
+            algorithm="sentencepiece",
+            sentencepiece_sentences=3000,
         )
+        build_vocab.run(config)
         outputs.append(output)
     model_path = build_vocab.sentencepiece_model_path(outputs[0])
     assert model_path.endswith("/a/vocab.model")
@@ -252,16 +253,14 @@ def test_empty_corpus_is_an_error(tmp_path):
     output = tmp_path / "out" / "vocab.txt"
     with pytest.raises(Exception, match="corpus is empty"):
         build_vocab.run(
-            input_patterns=str(tmp_path / "blank-*.txt"),
-            output=str(output),
-            config=build_vocab.BuildVocabConfig(vocab_size=500),
+            build_vocab.BuildVocabConfig(
+                input=str(tmp_path / "blank-*.txt"), output=str(output), vocab_size=500
+            )
         )
     assert not (tmp_path / "out" / "metadata.json").exists()
     with pytest.raises(FileNotFoundError, match="no file matches"):
         build_vocab.run(
-            input_patterns=str(tmp_path / "none-*.txt"),
-            output=str(output),
-            config=build_vocab.BuildVocabConfig(),
+            build_vocab.BuildVocabConfig(input=str(tmp_path / "none-*.txt"), output=str(output))
         )
 
 

@@ -3,12 +3,14 @@ test_storage.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
 import pytest
+from absl import flags as absl_flags
 
-from contracts import hashing, lines, storage
+from contracts import config_flags, hashing, lines, storage
 
 
 def test_stable_hash64_is_a_fixed_function_of_its_parts():
@@ -83,3 +85,40 @@ def test_temporary_path_is_hidden_beside_the_target():
         storage.temporary_path("gs://b/x/a.txt"),
     )
     assert first.startswith("gs://b/x/.a.txt.tmp-") and first != second
+
+
+@dataclasses.dataclass(frozen=True)
+class _ExampleConfig:
+    input: str  # where to read
+    count: int = 3  # how many
+    # how much of it, as a share
+    share: float = 0.5
+    verbose: bool = False  # say more
+    name: str | None = None  # who
+    extra: tuple[str, ...] = ()  # more flags
+    mode: str = dataclasses.field(default="fast", metadata={"enum": ("fast", "slow")})  # speed
+    derived: int = dataclasses.field(default=0, metadata={"flag": False})
+
+
+def test_flags_come_from_the_config_fields_with_their_defaults_and_comments():
+    values = absl_flags.FlagValues()
+    config_flags.define_flags(_ExampleConfig, flag_values=values)
+    assert values["count"].default == 3 and values["count"].help == "how many"
+    assert values["share"].help == "how much of it, as a share"
+    assert values["mode"].help == "<fast|slow>: speed" and "derived" not in values
+    with pytest.raises(absl_flags.IllegalFlagValueError):
+        values(["prog"])  # --input has no default: required
+    values(["prog", "--input=x", "--verbose", "--extra=--a=1 --b='c d'", "--mode=slow"])
+    config = config_flags.config_from_flags(_ExampleConfig, flag_values=values, derived=7)
+    assert config == _ExampleConfig(
+        input="x", verbose=True, extra=("--a=1", "--b=c d"), mode="slow", derived=7
+    )
+
+
+def test_a_field_without_a_comment_is_refused():
+    @dataclasses.dataclass(frozen=True)
+    class Undocumented:
+        count: int = 3
+
+    with pytest.raises(ValueError, match="Undocumented.count: no comment"):
+        config_flags.define_flags(Undocumented, flag_values=absl_flags.FlagValues())

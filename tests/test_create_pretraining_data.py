@@ -75,10 +75,12 @@ def run_job(inputs, output_dir, *, beam_args=(), **config) -> dict:
     pipeline = beam.Pipeline(options=beam_options.pipeline_options(list(beam_args)))
     job.build_pipeline(
         pipeline,
-        input_patterns=",".join(str(p) for p in inputs) if not isinstance(inputs, str) else inputs,
-        output_dir=str(output_dir),
-        vocab_file=VOCAB,
-        config=pretraining_instances.PretrainingDataConfig(**config),
+        job.CreatePretrainingDataConfig(
+            input_file=inputs if isinstance(inputs, str) else ",".join(str(p) for p in inputs),
+            output_dir=str(output_dir),
+            vocab_file=VOCAB,
+            **config,
+        ),
     )
     pipeline.run().wait_until_finish()
     return metadata.read(str(output_dir))

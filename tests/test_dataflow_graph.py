@@ -6,8 +6,9 @@ project with `--setup_file` (a local `setup.py sdist`) and writes the job descri
 network and no credentials. A stage that cannot be translated for Dataflow, or options the
 launcher writes that Beam rejects, fail here instead of after a 5-minute worker start-up.
 
-Each stage module defines its absl flags when imported, and two stages share flag names
-(`--output_dir`, …), so each stage's graphs are built in a fresh Python process.
+Every stage has the same shape (`pipeline.stage.Stage`): its flags come from its config class,
+and `build_pipeline(pipeline, config)` builds it, so one loop drives them all. Two stages share
+flag names (`--output_dir`, …), so each stage's graphs are built in a fresh Python process.
 """
 
 from __future__ import annotations
@@ -40,34 +41,6 @@ def launch_config() -> dataflow.DataflowConfig:
 # The child process: builds the jobs of one stage module, prints what each job description holds.
 
 
-def _build(pipeline, module: str, spec: dict) -> None:
-    if module == "extract_text":
-        from pipeline import extract_text
-
-        extract_text.build_pipeline(pipeline, config=extract_text.ExtractTextConfig(**spec))
-    elif module == "build_vocab":
-        from pipeline import build_vocab
-
-        build_vocab.build_pipeline(
-            pipeline,
-            input_files=spec.pop("input_files"),
-            output=spec.pop("output"),
-            config=build_vocab.BuildVocabConfig(**spec),
-        )
-    elif module == "create_pretraining_data":
-        from pipeline import create_pretraining_data
-
-        create_pretraining_data.build_pipeline(
-            pipeline,
-            input_patterns=spec.pop("input_patterns"),
-            output_dir=spec.pop("output_dir"),
-            vocab_file=spec.pop("vocab_file"),
-            config=create_pretraining_data.PretrainingDataConfig(**spec),
-        )
-    else:
-        raise ValueError(module)
-
-
 def child_main(request: str) -> None:
     """Runs in a fresh process; prints, as JSON, for one stage module:
 
@@ -82,18 +55,15 @@ def child_main(request: str) -> None:
     from apache_beam.options.pipeline_options import SetupOptions, WorkerOptions
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    from pipeline import beam_options
+    from pipeline import beam_options, stage
 
     module, jobs = json.loads(request)
-    stage_module = importlib.import_module(f"pipeline.{module}")
-    # Some stages define their flags at import, others only when run as a program.
-    for name in ("_define_flags", "define_flags"):
-        if hasattr(stage_module, name):
-            getattr(stage_module, name)()
+    stage_def = importlib.import_module(f"pipeline.{module}").STAGE
+    stage.define_flags(stage_def)
     config = launch_config()
     known_flags = []
-    for stage in dataflow.plan(config):
-        argv = list(stage.step.argv)
+    for launched in dataflow.plan(config):
+        argv = list(launched.step.argv)
         if argv[argv.index("-m") + 1] != f"pipeline.{module}":
             continue
         leftover = beam_options.parse_flags([module, *argv[3:]])
@@ -104,7 +74,7 @@ def child_main(request: str) -> None:
     for stage, spec in jobs:
         argv = dataflow.beam_options(config, dataflow.layout(config), stage)
         pipeline = beam.Pipeline(options=beam_options.pipeline_options([*argv, "--dry_run=True"]))
-        _build(pipeline, module, spec)
+        stage_def.build_pipeline(pipeline, stage_def.config_class(**spec))
         result = pipeline.run()
         result.wait_until_finish()
         job = result.job
@@ -208,7 +178,7 @@ def test_build_vocab_graph_and_flags(data_dir, tmp_path):
             (
                 "vocab",
                 dict(
-                    input_files=[str(p) for p in sorted((data_dir / "books").glob("*.txt"))],
+                    input=str(data_dir / "books" / "*.txt"),
                     output=str(tmp_path / "vocab" / "vocab.txt"),
                     vocab_size=30522,
                 ),
@@ -233,7 +203,7 @@ def test_create_pretraining_data_graph_and_flags(data_dir, tmp_path):
                 "records-train",
                 dict(
                     vocab_file=str(data_dir / VOCAB),
-                    input_patterns=str(data_dir / "books/*.txt"),
+                    input_file=str(data_dir / "books/*.txt"),
                     output_dir=str(tmp_path / "train"),
                     dupe_factor=10,
                     num_shards=16,

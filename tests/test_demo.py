@@ -25,10 +25,10 @@ def test_stage_commands_chain_outputs_to_inputs():
         "eval records",
         "train BERT",
     ]
-    vocab_flag = "--output=out/vocab.txt"
+    vocab_flag = "--output=out/vocab/vocab.txt"
     assert vocab_flag in commands["learn vocab"]
     for stage in ("train records", "eval records"):
-        assert "--vocab_file=out/vocab.txt" in commands[stage]
+        assert "--vocab_file=out/vocab/vocab.txt" in commands[stage]
     train = commands["train BERT"]
     assert "--input_file=out/records/train/*.tfrecord" in train
     assert "--eval_input_file=out/records/eval/*.tfrecord" in train
@@ -63,7 +63,7 @@ def test_demo_chain_on_a_small_slice(tmp_path, data_dir):
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     for folder in ("shards/wiki", "shards/books", "records/train", "records/eval"):
         assert (out / folder / "metadata.json").exists(), folder
-    vocab = (out / "vocab.txt").read_text().splitlines()
+    vocab = (out / "vocab" / "vocab.txt").read_text().splitlines()
     assert len(vocab) == 2000
     books = json.loads((out / "shards" / "books" / "metadata.json").read_text())
     assert books["counts"]["documents"] == 1

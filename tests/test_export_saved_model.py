@@ -275,7 +275,7 @@ def test_command_line_exports_and_names_a_missing_checkpoint(tmp_path):
     missing = tmp_path / "no-such-checkpoint"
     failed = run_command(f"--checkpoint={missing}", f"--output={tmp_path / 'other'}")
     assert failed.returncode == 1
-    assert f"export_saved_model: {missing}: no TensorFlow checkpoint" in failed.stderr
+    assert f"export_saved_model: error: {missing}: no TensorFlow checkpoint" in failed.stderr
     assert "Traceback" not in failed.stderr
     assert not (tmp_path / "other").exists()
 

@@ -213,9 +213,12 @@ def test_bad_flags_are_refused_before_anything_runs(overrides, message):
 
 
 def test_eval_batch_is_checked_only_when_the_trainer_evaluates():
-    make_plan(trainer_args=(*TRAINER_ARGS, "--eval_batch_size=3"))
-    make_plan(trainer_args=(*TRAINER_ARGS, "--do_eval", "--eval_batch_size=64"))
-    make_plan(trainer_args=(*TRAINER_ARGS, "--nodo_eval"))
+    # 3 does not split over the pod's 32 replicas, but nothing evaluates: the plan is made.
+    for extra in (("--eval_batch_size=3",), ("--do_eval", "--eval_batch_size=64")):
+        plan = make_plan(trainer_args=(*TRAINER_ARGS, *extra))
+        assert all(flag in remote_command(plan.steps[-1]) for flag in extra)
+    with pytest.raises(gcloud.LaunchError, match="eval_batch_size"):
+        make_plan(trainer_args=(*TRAINER_ARGS, "--do_eval", "--eval_batch_size=3"))
 
 
 class FakeGcloud:

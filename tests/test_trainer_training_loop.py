@@ -18,11 +18,11 @@ import pytest
 import tensorflow as tf
 
 from launch import sample_data
-from pipeline import beam_options, create_pretraining_data, pretraining_instances
+from pipeline import beam_options, create_pretraining_data
 from tests import pretraining_fixtures
 from tests.test_trainer_input_pipeline import PREDS, SEQ, VOCAB, write_metadata, write_records
 from trainer import config as config_lib
-from trainer import distribution, optimization, training_loop
+from trainer import distribution, input_pipeline, optimization, training_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -404,11 +404,14 @@ def test_trains_on_records_from_create_pretraining_data(tmp_path):
     pipeline = beam.Pipeline(options=beam_options.pipeline_options([]))
     create_pretraining_data.build_pipeline(
         pipeline,
-        input_patterns=",".join(str(p) for p in shards),
-        output_dir=str(records_dir),
-        vocab_file=str(pretraining_fixtures.VOCAB),
-        config=pretraining_instances.PretrainingDataConfig(
-            max_seq_length=64, max_predictions_per_seq=10, dupe_factor=1, num_shards=2
+        create_pretraining_data.CreatePretrainingDataConfig(
+            input_file=",".join(str(p) for p in shards),
+            output_dir=str(records_dir),
+            vocab_file=str(pretraining_fixtures.VOCAB),
+            max_seq_length=64,
+            max_predictions_per_seq=10,
+            dupe_factor=1,
+            num_shards=2,
         ),
     )
     pipeline.run().wait_until_finish()
@@ -466,3 +469,30 @@ def test_flags_take_open_shapes_and_vocab_size_from_the_records_metadata(records
     assert config.max_seq_length == 64  # given: checked against metadata.json at start
     assert config.bert.hidden_size == 128 and config.jit_compile is False
     assert (config.strategy, config.tpu) == ("tpu", "pod-v3-32")
+
+
+def test_a_truncated_record_file_stops_training_with_its_name_and_offset(tmp_path):
+    folder = tmp_path / "records"
+    folder.mkdir()
+    good, cut = folder / "train-00000-of-00002.tfrecord", folder / "train-00001-of-00002.tfrecord"
+    write_records(good, 64)
+    write_records(cut, 64, seed=1)
+    data = cut.read_bytes()
+    record_bytes = len(data) // 64
+    cut.write_bytes(data[: 10 * record_bytes + record_bytes // 2])  # 10 records and a half
+    # The shuffle buffer reads every file before the first step, so the damage stops step 1.
+    config = tiny_config(tmp_path, num_train_steps=30, steps_per_loop=3, shuffle_buffer_size=4096)
+    with pytest.raises(input_pipeline.DamagedRecordsError) as caught:
+        training_loop.run(config, strategy=distribution.get_strategy("one_device"))
+    message = str(caught.value)
+    assert f"{cut}: a truncated or corrupt TFRecord at byte {10 * record_bytes}" in message
+    assert "training stopped at step 0" in message and "pipeline.create_pretraining_data" in message
+    assert "truncated record at" in message and "{{" not in message
+    assert input_pipeline.find_damaged_record([str(good)]) is None
+    # Cut inside a record's header, TensorFlow's reader sees a clean end: found all the same.
+    cut.write_bytes(data[: 10 * record_bytes + 7])
+    assert input_pipeline.find_damaged_record([str(good), str(cut)]) == (
+        str(cut),
+        10 * record_bytes,
+        f"at byte {10 * record_bytes}: 7 stray bytes",
+    )

@@ -29,10 +29,13 @@ import functools
 from collections.abc import Sequence
 
 import numpy as np
-import tensorflow as tf
-import tensorflow_text as tf_text
 
+from contracts import command_line
 from tokenizer import basic_tokenization, vocab
+
+# TensorFlow first, quietly (its start-up chatter filtered out), then tensorflow_text on it.
+tf = command_line.import_tensorflow_quietly()
+import tensorflow_text as tf_text  # noqa: E402 - needs the quiet import above to run first
 
 # Google's WordpieceTokenizer.max_input_chars_per_word.
 MAX_CHARS_PER_WORD = 100

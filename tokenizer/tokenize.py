@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from absl import app, flags
 
-from contracts import lines, storage
+from contracts import command_line, lines, storage
 
 DEFAULT_BATCH_SIZE = 2048  # lines per tokenizer call: big enough to amortise each TF call
 _LOG_EVERY_SECONDS = 30.0
@@ -126,4 +126,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    command_line.run(main, program="tokenizer.tokenize")

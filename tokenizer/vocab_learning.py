@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from contracts import hashing
+from contracts import command_line, hashing
 
 # A FastWordpieceTokenizer needs an unknown token; words never contain spaces, so this one can
 # never match part of a word (the learner's vocab always holds every character anyway).
@@ -129,7 +129,7 @@ class _SuffixTable:
     """
 
     def __init__(self, words: Sequence[str], counts: np.ndarray, *, joiner: str):
-        import tensorflow as tf
+        tf = command_line.import_tensorflow_quietly()
 
         self.words = list(words)
         self.counts = counts
@@ -256,7 +256,7 @@ class WordpieceLearner:
 
     def _count_piece_starts(self, tokens: list[str]) -> np.ndarray:
         """Counts, per suffix id, the word count of each piece start under `tokens`."""
-        import tensorflow as tf
+        tf = command_line.import_tensorflow_quietly()
         import tensorflow_text as tf_text
 
         table = self._table

@@ -23,12 +23,10 @@ empty); `metadata.json` is written into it last. A `vocab.txt` beside the input 
 
 from __future__ import annotations
 
-import sys
-
 import tensorflow as tf
 from absl import app, flags, logging
 
-from contracts import metadata, storage
+from contracts import command_line, metadata, storage
 from trainer import checkpoint_formats
 from trainer.config import BertConfig
 
@@ -176,12 +174,12 @@ def main(argv):
             vocab_file=FLAGS.vocab_file or None,
             allow_unexpected=FLAGS.allow_unexpected,
         )
-    except (ValueError, FileNotFoundError, tf.errors.OpError) as error:
-        # The message names the file and the problem; a traceback adds nothing.
-        sys.exit(f"convert_checkpoint: {error}")
+    except tf.errors.OpError as error:
+        # TensorFlow's message names no file: say which input it was.
+        raise ValueError(f"{FLAGS.input}: {error.message}") from error
 
 
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["input", "output", "output_format"])
-    app.run(main)
+    command_line.run(main, program="trainer.convert_checkpoint")

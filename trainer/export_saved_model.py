@@ -24,12 +24,10 @@ variable `do_lower_case`, as TF Hub's BERT encoders do.
 
 from __future__ import annotations
 
-import sys
-
 import tensorflow as tf
 from absl import app, flags, logging
 
-from contracts import metadata, storage
+from contracts import command_line, metadata, storage
 from tokenizer.bert_tokenizer import BertTokenizer
 from trainer import checkpoint_formats, modeling
 from trainer.config import BertConfig
@@ -285,11 +283,12 @@ def main(argv):
             do_lower_case=FLAGS.do_lower_case,
             max_seq_length=FLAGS.max_seq_length,
         )
-    except (ValueError, FileNotFoundError, tf.errors.OpError) as error:
-        sys.exit(f"export_saved_model: {error}")
+    except tf.errors.OpError as error:
+        # TensorFlow's message names no file: say which checkpoint it was.
+        raise ValueError(f"{FLAGS.checkpoint}: {error.message}") from error
 
 
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["checkpoint", "output"])
-    app.run(main)
+    command_line.run(main, program="trainer.export_saved_model")

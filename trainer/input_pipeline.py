@@ -15,6 +15,7 @@ error deep inside the compiled step or silently wrong embeddings lookups on a TP
 from __future__ import annotations
 
 import collections
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +41,59 @@ def list_files(patterns: str) -> list[str]:
 
 def _compression(path: str) -> str:
     return "GZIP" if path.endswith(".gz") else ""
+
+
+def find_damaged_record(files: list[str]) -> tuple[str, int, str] | None:
+    """The first record that TensorFlow's reader refuses, as (file, byte offset, its message).
+
+    Run after a DataLossError: the error raised inside the compiled loop names no file. Each
+    file is read with the same reader as training (CRCs checked), up to the damage.
+
+    Returns:
+      None when every file reads clean (the damage was transient, e.g. a network read).
+    """
+    for path in files:
+        compressed = _compression(path) == "GZIP"
+        offset = 0
+        try:
+            for record in tf.data.TFRecordDataset(path, compression_type=_compression(path)):
+                offset += len(record.numpy()) + 16  # length, its CRC, data, its CRC
+        except tf.errors.DataLossError as error:
+            where = f"after {offset} bytes of records" if compressed else f"at byte {offset}"
+            return path, offset, f"{where}: {_reason(error)}"
+        # TensorFlow's reader takes a file cut inside a record's 12-byte header for a clean end.
+        if not compressed and offset != storage.size(path):
+            return path, offset, f"at byte {offset}: {storage.size(path) - offset} stray bytes"
+    return None
+
+
+def _reason(error: tf.errors.OpError) -> str:
+    """TensorFlow's message without its function-node prefix and op suffix."""
+    message = re.sub(r"\{\{[^}]*\}\}\s*", "", error.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:[^\]]*\]?$", "", message).replace("' failed with", ":").strip()
+
+
+class DamagedRecordsError(ValueError):
+    """An input TFRecord file is truncated or corrupt; the message says which and what to do."""
+
+
+def damaged_records_error(
+    files: list[str], *, error: tf.errors.DataLossError, step: int, checkpoint: str | None
+) -> DamagedRecordsError:
+    """The error to stop a run with when reading `files` raised `error` at `step`."""
+    found = find_damaged_record(files)
+    what = (
+        f"{found[0]}: a truncated or corrupt TFRecord {found[2]}"
+        if found
+        else f"a read of the input records failed ({_reason(error)})"
+    )
+    kept = f"the last checkpoint, {checkpoint}, is kept" if checkpoint else "no checkpoint yet"
+    return DamagedRecordsError(
+        f"{what}; training stopped at step {step} and {kept} (a rerun resumes from it). "
+        "Rebuild the file with python -m pipeline.create_pretraining_data (same flags), or "
+        "leave it out of --input_file; its folder's metadata.json has each shard's sha256 to "
+        "check the others against"
+    )
 
 
 def check_inputs(

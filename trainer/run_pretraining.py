@@ -19,7 +19,7 @@ import json
 
 from absl import app, flags, logging
 
-from contracts import metadata, storage
+from contracts import command_line, metadata, storage
 from trainer import config as config_lib
 from trainer import distribution, training_loop
 
@@ -133,10 +133,7 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.Pretr
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        config = config_from_flags()
-    except (ValueError, FileNotFoundError) as error:
-        raise app.UsageError(str(error)) from error
+    config = config_from_flags()
     strategy = distribution.get_strategy(config.strategy, tpu=config.tpu)
     metrics = training_loop.run(config, strategy=strategy)
     logging.info("done: %s", json.dumps(metrics, sort_keys=True))
@@ -145,4 +142,4 @@ def main(argv):
 if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["output_dir"])
-    app.run(main)
+    command_line.run(main, program="trainer.run_pretraining")

@@ -531,7 +531,12 @@ def train(trainer: Trainer, *, start_step: int) -> dict[str, float]:
     while step < config.num_train_steps:
         steps = min(config.steps_per_loop, config.num_train_steps - step)
         started = time.perf_counter()
-        totals = train_loop(iterator, tf.constant(steps, tf.int32)).numpy().astype(np.float64)
+        try:
+            totals = train_loop(iterator, tf.constant(steps, tf.int32)).numpy().astype(np.float64)
+        except tf.errors.DataLossError as error:
+            raise input_pipeline.damaged_records_error(
+                files, error=error, step=step, checkpoint=manager.latest_checkpoint
+            ) from error
         elapsed = time.perf_counter() - started
         values = dict(zip(METRIC_SUMS + STEP_VALUES, totals.tolist(), strict=True))
         new_step = int(trainer.step.numpy())
