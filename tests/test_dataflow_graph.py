@@ -55,11 +55,12 @@ def child_main(request: str) -> None:
     from apache_beam.options.pipeline_options import SetupOptions, WorkerOptions
     from apache_beam.portability.api import beam_runner_api_pb2
 
-    from pipeline import beam_options, stage
+    from pipeline import beam_options
+    from pipeline import stage as stage_shape
 
     module, jobs = json.loads(request)
     stage_def = importlib.import_module(f"pipeline.{module}").STAGE
-    stage.define_flags(stage_def)
+    stage_shape.define_flags(stage_def)
     config = launch_config()
     known_flags = []
     for launched in dataflow.plan(config):
