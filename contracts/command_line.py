@@ -23,6 +23,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
+from absl import app, flags
+
 # Lines TensorFlow's native code prints at import and device start-up that say nothing to a user.
 _CHATTER = re.compile(
     r"All log messages before absl::InitializeLog|oneDNN custom operations are on"
@@ -102,8 +104,6 @@ def error_line(program: str, error: BaseException) -> str:
 
 
 def _verbosity() -> int:
-    from absl import flags
-
     try:
         return int(flags.FLAGS.verbosity)
     except (AttributeError, flags.UnparsedFlagAccessError):
@@ -140,7 +140,5 @@ def run(
       program: its name in error lines, e.g. "pipeline.extract_text".
       flags_parser: as for `absl.app.run` (the Beam stages leave Beam's options to Beam).
     """
-    from absl import app
-
     kwargs = {"flags_parser": flags_parser} if flags_parser else {}
     app.run(guarded(main, program=program), **kwargs)

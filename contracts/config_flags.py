@@ -22,6 +22,7 @@ import dataclasses
 import inspect
 import io
 import shlex
+import sys
 import tokenize
 import types
 import typing
@@ -102,6 +103,8 @@ def define_flags(
     comments = field_comments(config_class)
     defaults = defaults or {}
     required = []
+    # The program's own flags, shown by --help (absl keys them to the running program's file).
+    where = {"flag_values": flag_values, "module_name": sys.argv[0] if sys.argv else None}
     for field in flag_fields(config_class):
         help_text = comments.get(field.name)
         if not help_text:
@@ -118,19 +121,17 @@ def define_flags(
             required.append(field.name)
         enum = field.metadata.get("enum")
         if enum:
-            flags.DEFINE_enum(field.name, default, enum, help_text, flag_values=flag_values)
+            flags.DEFINE_enum(field.name, default, enum, help_text, **where)
         elif kind is bool:
-            flags.DEFINE_bool(field.name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_bool(field.name, default, help_text, **where)
         elif kind is int:
-            flags.DEFINE_integer(field.name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_integer(field.name, default, help_text, **where)
         elif kind is float:
-            flags.DEFINE_float(field.name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_float(field.name, default, help_text, **where)
         elif kind is str:
-            flags.DEFINE_string(field.name, default, help_text, flag_values=flag_values)
+            flags.DEFINE_string(field.name, default, help_text, **where)
         elif kind is tuple:
-            flags.DEFINE_string(
-                field.name, shlex.join(default or ()), help_text, flag_values=flag_values
-            )
+            flags.DEFINE_string(field.name, shlex.join(default or ()), help_text, **where)
         else:
             raise ValueError(f"{config_class.__name__}.{field.name}: no flag for type {kind}")
         del optional  # None is simply the default of an optional flag

@@ -163,7 +163,7 @@ def listdir(path: str) -> list[str]:
     filesystem, _ = _remote(path)
     if not filesystem.isdir(path):
         return []
-    prefix = filesystem._strip_protocol(path).rstrip("/") + "/"
+    prefix = path.split("://", 1)[1].rstrip("/") + "/"
     names = {entry[len(prefix) :].split("/", 1)[0] for entry in filesystem.ls(path, detail=False)}
     return sorted(name for name in names if name)
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 from absl import flags, logging
 
-from contracts import command_line, config_flags, storage
+from contracts import command_line, config_flags, metadata, storage
 
 STAGES = ("extract-wiki", "extract-books", "vocab", "records-train", "records-eval")
 _TRAIN_SHARDS = "train-*.txt"
@@ -100,7 +100,7 @@ class ChainStage:
 
     @property
     def done_marker(self) -> str:
-        return storage.join(self.output_dir, "metadata.json")
+        return storage.join(self.output_dir, metadata.FILENAME)
 
     def argv(self, *, python: str = sys.executable, extra: Sequence[str] = ()) -> list[str]:
         return [python, "-m", self.module, *self.args, *extra]

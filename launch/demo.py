@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import shlex
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from contracts import command_line
+from contracts import command_line, metadata
 from launch import chain, sample_data
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -182,8 +181,8 @@ def plot_curves(model_dir: Path, png: Path) -> Path:
 
 
 def _counts(folder: Path) -> dict:
-    metadata = folder / "metadata.json"
-    return json.loads(metadata.read_text()).get("counts", {}) if metadata.exists() else {}
+    record = metadata.read(str(folder))
+    return record.get("counts", {}) if record else {}
 
 
 def summarize(config: DemoConfig, seconds: dict[str, float]) -> str:

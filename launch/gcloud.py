@@ -24,6 +24,8 @@ import xml.etree.ElementTree
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn, TextIO, TypeVar
 
+from contracts import batching
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Google Cloud's naming rules, as documented for projects, regions, zones and resource names.
@@ -300,20 +302,21 @@ def check_trainer_args(
             f"{what}: --strategy={strategy} cannot run on {hardware}; "
             f"use one of {', '.join(strategies)}"
         )
-    batch = flag_value(args, "train_batch_size")
-    if batch is not None and (not batch.isdigit() or int(batch) % replicas):
-        raise LaunchError(
-            f"{what}: --train_batch_size={batch} must be a multiple of the {replicas} "
-            f"replicas of {hardware}"
-        )
-    # The trainer's eval batch (default 8) must split over the replicas too, when it evaluates.
-    if (flag_value(args, "do_eval") or "false").lower() in ("true", "1"):
-        eval_batch = flag_value(args, "eval_batch_size") or "8"
-        if not eval_batch.isdigit() or int(eval_batch) % replicas:
-            raise LaunchError(
-                f"{what}: --do_eval needs an --eval_batch_size (now {eval_batch}) that is a "
-                f"multiple of the {replicas} replicas of {hardware}"
-            )
+    batches = {}
+    for name in ("train_batch_size", "eval_batch_size", "gradient_accumulation_steps"):
+        value = flag_value(args, name)
+        if value is not None and not value.isdigit():
+            raise LaunchError(f"{what}: --{name}={value} is not a positive whole number")
+        batches[name] = None if value is None else int(value)
+    problem = batching.batch_split_error(
+        train_batch_size=batches["train_batch_size"],
+        eval_batch_size=batches["eval_batch_size"],
+        do_eval=(flag_value(args, "do_eval") or "false").lower() in ("true", "1"),
+        replicas=replicas,
+        gradient_accumulation_steps=batches["gradient_accumulation_steps"] or 1,
+    )
+    if problem:
+        raise LaunchError(f"{what}: {problem}, the {replicas} replicas of {hardware}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from contracts import command_line
+
 ENVIRONMENT_VARIABLE = "BERT_STACK_DATA"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Relative to the checkout, not to the working directory, so every command agrees.
@@ -177,6 +179,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from contracts import command_line
-
     command_line.run(main, program="launch.sample_data")

@@ -34,10 +34,11 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 
 import apache_beam as beam
+import sentencepiece
 
 from contracts import hashing, lines, metadata, storage
 from pipeline import stage
-from tokenizer import basic_tokenization, vocab
+from tokenizer import basic_tokenization, vocab, vocab_learning
 from tokenizer.vocab_learning import LearnParams
 
 COMMAND = "pipeline.build_vocab"
@@ -249,8 +250,6 @@ class SelectLearnerInput(beam.PTransform):
 
     def expand(self, word_counts):
         params, reserved = self._params, self._reserved
-        from tokenizer import vocab_learning
-
         bounds = (
             word_counts
             | "Counts" >> beam.Values()
@@ -283,8 +282,6 @@ class SelectLearnerInput(beam.PTransform):
 
 
 def _with_bounds(selected, bounds, params):
-    from tokenizer import vocab_learning
-
     if not selected or bounds is None:
         raise ValueError("no words to learn a vocab from: the corpus is empty")
     return vocab_learning.rank_words(selected), vocab_learning.search_bounds(*bounds, params)
@@ -292,8 +289,6 @@ def _with_bounds(selected, bounds, params):
 
 def learn_wordpiece_vocab(selected_and_bounds, *, config: BuildVocabConfig) -> list[str]:
     """The learner's input -> exactly `config.vocab_size` tokens in BERT's layout."""
-    from tokenizer import vocab_learning
-
     selected, bounds = selected_and_bounds
     beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "learner_input_words").inc(len(selected))
     logging.info("learning %d tokens from %d words", config.vocab_size, len(selected))
@@ -378,8 +373,6 @@ def train_sentencepiece(
     Returns:
       The WordPiece-format vocab (exactly `config.vocab_size` tokens).
     """
-    import sentencepiece
-
     if not lines:
         raise ValueError("no text to learn a vocab from: the corpus is empty")
     reserved = config.reserved_tokens

@@ -4,13 +4,14 @@ test_storage.py)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 
 import numpy as np
 import pytest
 from absl import flags as absl_flags
 
-from contracts import config_flags, hashing, lines, storage
+from contracts import batching, config_flags, hashing, lines, storage
 
 
 def test_stable_hash64_is_a_fixed_function_of_its_parts():
@@ -122,3 +123,21 @@ def test_a_field_without_a_comment_is_refused():
 
     with pytest.raises(ValueError, match="Undocumented.count: no comment"):
         config_flags.define_flags(Undocumented, flag_values=absl_flags.FlagValues())
+
+
+def test_batch_split_rule_of_the_trainer_and_the_launchers():
+    check = functools.partial(batching.batch_split_error, replicas=32, eval_batch_size=None)
+    assert check(train_batch_size=256, do_eval=False) is None
+    assert "use a multiple of 32" in check(train_batch_size=100, do_eval=False)
+    # The default eval batch (8) does not split over 32: an error only when the run evaluates.
+    assert check(train_batch_size=256, do_eval=True).startswith("eval_batch_size 8 ")
+    assert batching.batch_split_error(
+        train_batch_size=60,
+        eval_batch_size=3,
+        do_eval=False,
+        replicas=2,
+        gradient_accumulation_steps=4,
+    ) == (
+        "train_batch_size 60 does not split into 2 replica(s) x 4 micro-batches: use a "
+        "multiple of 8"
+    )

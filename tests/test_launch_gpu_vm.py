@@ -75,7 +75,7 @@ def test_plan_is_complete():
         (dict(accelerator="type=nvidia-l4,count=4"), "comes with its GPUs attached"),
         (dict(zone="us-central1"), "that is a region"),
         (dict(trainer_args=(*TRAINER_ARGS, "--strategy=tpu")), "--strategy=tpu cannot run"),
-        (dict(trainer_args=(*TRAINER_ARGS, "--train_batch_size=30")), "multiple of the 4"),
+        (dict(trainer_args=(*TRAINER_ARGS, "--train_batch_size=30")), "use a multiple of 4"),
         (
             dict(trainer_args=("--input_file=records/*", "--output_dir=gs://bkt/run")),
             "trainer flag --input_file='records/*' must be a gs:// path",

@@ -197,11 +197,12 @@ def test_package_spec_and_base_runtime():
         ),
         (
             dict(trainer_args=(*TRAINER_ARGS, "--train_batch_size=100")),
-            "--train_batch_size=100 must be a multiple of the 32 replicas",
+            "train_batch_size 100 does not split into 32 replica(s): use a multiple of 32",
         ),
         (
             dict(trainer_args=(*TRAINER_ARGS, "--do_eval")),
-            "--do_eval needs an --eval_batch_size (now 8) that is a multiple of the 32",
+            "eval_batch_size 8 does not split over 32 replica(s): use a multiple of 32, the 32 "
+            "replicas of a v3-32",
         ),
         (dict(trainer_args=(*TRAINER_ARGS, "base")), "'base' is not a flag"),
     ],

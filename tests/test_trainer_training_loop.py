@@ -267,7 +267,7 @@ _REPLICAS_SCRIPT = textwrap.dedent(
     try:
         training_loop.Trainer(dataclasses.replace(odd_eval, do_eval=True), strategy=two)
     except ValueError as error:
-        assert "eval_batch_size 3 does not split over 2 replicas" in str(error), error
+        assert "eval_batch_size 3 does not split over 2 replica(s)" in str(error), error
     else:
         raise AssertionError("an eval batch of 3 over 2 replicas was accepted")
     """

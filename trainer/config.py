@@ -5,8 +5,11 @@ file Google (or Hugging Face, whose `config.json` is a superset) publishes loads
 what this project writes loads there. `MODEL_SIZES` holds the sizes of Turc et al. 2019
 ("Well-Read Students Learn Better", the 24 compact BERTs) plus the paper's base and large.
 
-`PretrainingConfig` is the whole run: every flag of `python -m trainer.run_pretraining` maps to
-one field. It is logged at start and written to `<output_dir>/config.json`.
+`PretrainingConfig` is the whole run. The flags of `python -m trainer.run_pretraining` are
+derived from its fields (`contracts.config_flags`: the defaults and the comments below are the
+flags' defaults and help), all but `bert`, which three flags of the program choose
+(`--bert_config_file`, or `--model_size` with `--vocab_size`). It is logged at start and written
+to `<output_dir>/config.json`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from contracts import storage
+from contracts import batching, storage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +151,7 @@ class PretrainingConfig:
     # Folder for checkpoints, TensorBoard events, config.json and eval_results.txt.
     output_dir: str = ""
     # The model; from --model_size or --bert_config_file.
-    bert: BertConfig = dataclasses.field(default_factory=BertConfig)
+    bert: BertConfig = dataclasses.field(default_factory=BertConfig, metadata={"flag": False})
     # Comma-separated globs of eval TFRecords; empty: --input_file.
     eval_input_file: str = ""
     # A checkpoint to start the weights from: this trainer's, google-research/bert's or a
@@ -156,13 +159,14 @@ class PretrainingConfig:
     # step are not loaded, heads it lacks keep their fresh initialisation. Ignored when
     # output_dir already holds a checkpoint: resuming wins.
     init_checkpoint: str = ""
-    # Record shapes; must match the records' metadata.json and the parsed features.
+    # Tokens per sequence; must match the records (the flag's default: their metadata.json)
     max_seq_length: int = 128
+    # Masked positions per sequence; must match the records (flag default: their metadata.json)
     max_predictions_per_seq: int = 20
     # Global batch of one optimiser update, over all replicas and accumulation micro-steps.
     train_batch_size: int = 32
     # Global eval batch.
-    eval_batch_size: int = 8
+    eval_batch_size: int = batching.DEFAULT_EVAL_BATCH_SIZE
     # Optimiser updates to train for.
     num_train_steps: int = 100_000
     # Linear warmup from 0 to learning_rate over these steps.
@@ -174,11 +178,11 @@ class PretrainingConfig:
     # Power of the polynomial decay; 1.0 is google-research/bert's linear decay.
     decay_power: float = 1.0
     # "adamw" (google-research/bert's AdamWeightDecayOptimizer) or "lamb" (You et al. 2019).
-    optimizer: str = "adamw"
+    optimizer: str = dataclasses.field(default="adamw", metadata={"enum": OPTIMIZERS})
     # Decoupled weight decay, not applied to LayerNorm and bias (as google-research/bert).
     weight_decay_rate: float = 0.01
-    beta_1: float = 0.9
-    beta_2: float = 0.999
+    beta_1: float = 0.9  # Adam's first-moment decay
+    beta_2: float = 0.999  # Adam's second-moment decay
     # 1e-6 as google-research/bert (Keras' default is 1e-7).
     epsilon: float = 1e-6
     # Clip the global gradient norm to this; 0 disables.
@@ -187,11 +191,11 @@ class PretrainingConfig:
     # replicas all-reduce once per update.
     gradient_accumulation_steps: int = 1
     # "fp32", "bf16" (TPU, recent GPUs/CPUs) or "fp16" (GPUs; dynamic loss scaling).
-    mixed_precision: str = "fp32"
+    mixed_precision: str = dataclasses.field(default="fp32", metadata={"enum": MIXED_PRECISIONS})
     # Initial loss scale for fp16; halves on every non-finite step, doubles after
     # loss_scale_growth_steps finite ones.
     initial_loss_scale: float = 2.0**15
-    loss_scale_growth_steps: int = 2000
+    loss_scale_growth_steps: int = 2000  # finite fp16 steps before the loss scale doubles
     # Stop when this many updates in a row produce non-finite gradients.
     max_consecutive_non_finite_steps: int = 50
     # Train the next-sentence head too (BERT); False trains masked LM only (RoBERTa-style).
@@ -200,7 +204,7 @@ class PretrainingConfig:
     # TensorFlow's oneDNN kernels are faster than XLA's CPU backend).
     jit_compile: bool | None = None
     # "auto", "tpu", "mirrored", "multi_worker" or "one_device".
-    strategy: str = "auto"
+    strategy: str = dataclasses.field(default="auto", metadata={"enum": STRATEGIES})
     # TPU name, "local" on a TPU VM, or grpc:// address; set --strategy=tpu when given.
     tpu: str = ""
     # Steps per call into the compiled loop; logging and summaries happen between calls.
@@ -211,8 +215,8 @@ class PretrainingConfig:
     keep_checkpoint_max: int = 5
     # Eval batches at most (the eval set is read once, no repeat).
     max_eval_steps: int = 100
-    do_train: bool = True
-    do_eval: bool = False
+    do_train: bool = True  # train (to num_train_steps, resuming from output_dir's checkpoint)
+    do_eval: bool = False  # evaluate on eval_input_file after training
     # Peak TFLOP/s of one device for the MFU scalar; 0 looks the GPU up in a table of known
     # parts (dense bf16/fp16 peak) and logs no MFU where the device is unknown (CPUs, TPUs).
     peak_tflops_per_device: float = 0.0

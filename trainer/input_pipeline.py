@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from contracts import metadata, schema, storage
+from contracts import batching, metadata, schema, storage
 
 # Records read from the first file to check shapes and ids before training.
 _RECORDS_CHECKED = 64
@@ -288,11 +288,14 @@ def distributed_dataset(
     Raises:
       ValueError: the global batch does not split evenly over the replicas.
     """
-    replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(
-            f"global batch size {global_batch_size} does not split over {replicas} replicas"
-        )
+    problem = batching.batch_split_error(
+        train_batch_size=global_batch_size,
+        eval_batch_size=None,
+        do_eval=False,
+        replicas=strategy.num_replicas_in_sync,
+    )
+    if problem:
+        raise ValueError(problem)
 
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
         per_replica = input_context.get_per_replica_batch_size(global_batch_size)

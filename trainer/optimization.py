@@ -73,7 +73,7 @@ def _underlying(variable):
     )
 
 
-def _replica_update(variable, update_fn, *args):
+def replica_update(variable, update_fn, *args):
     """Runs `update_fn(local_variable, *local_args)` on each copy of a (distributed) variable.
 
     In replica context this updates the replica's own copy (the caller guarantees that every
@@ -85,6 +85,11 @@ def _replica_update(variable, update_fn, *args):
 
 def _assign(variable, value):
     return variable.assign(value)
+
+
+def replica_assign(variable, value):
+    """Assigns `value` to each copy of a (distributed) variable (see `replica_update`)."""
+    return replica_update(variable, _assign, value)
 
 
 class _Optimizer(tf.Module):
@@ -176,7 +181,7 @@ class _Optimizer(tf.Module):
         if len(values) != len(targets):
             raise ValueError(f"{len(values)} values for {len(targets)} variables and slots")
         for target, value in zip(targets, values, strict=True):
-            _replica_update(target, _assign, value)
+            replica_assign(target, value)
 
     def apply(
         self, gradients: Sequence[tf.Tensor], *, learning_rate: tf.Tensor, step: tf.Tensor
@@ -277,8 +282,8 @@ class LossScale(tf.Module):
 
     def assign(self, values: Sequence[tf.Tensor]) -> None:
         scale, good_steps = values
-        _replica_update(self.scale, _assign, scale)
-        _replica_update(self.good_steps, _assign, good_steps)
+        replica_assign(self.scale, scale)
+        replica_assign(self.good_steps, good_steps)
 
     def update(self, finite: tf.Tensor) -> None:
         """Adjusts the scale after a step whose gradients were finite (True) or not."""

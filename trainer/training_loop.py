@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from contracts import storage
+from contracts import batching, storage
 from trainer import checkpoint_formats, input_pipeline, modeling, optimization
 from trainer.config import BertConfig, PretrainingConfig
 
@@ -184,17 +184,15 @@ class Trainer:
     def __init__(self, config: PretrainingConfig, *, strategy: tf.distribute.Strategy):
         self.config = config
         self.strategy = strategy
-        replicas = strategy.num_replicas_in_sync
-        if config.train_batch_size % (replicas * config.gradient_accumulation_steps):
-            raise ValueError(
-                f"train_batch_size {config.train_batch_size} does not split into "
-                f"{replicas} replica(s) x {config.gradient_accumulation_steps} micro-batches"
-            )
-        # Checked only when evaluating: the default (8) does not split over a v3-32's 32 cores.
-        if config.do_eval and config.eval_batch_size % replicas:
-            raise ValueError(
-                f"eval_batch_size {config.eval_batch_size} does not split over {replicas} replicas"
-            )
+        problem = batching.batch_split_error(
+            train_batch_size=config.train_batch_size,
+            eval_batch_size=config.eval_batch_size,
+            do_eval=config.do_eval,
+            replicas=strategy.num_replicas_in_sync,
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+        )
+        if problem:
+            raise ValueError(problem)
         with strategy.scope():
             self.model = modeling.BertPretrainingModel(
                 config.bert, seed=config.seed, dtype=_dtype_policy(config.mixed_precision)
@@ -339,7 +337,7 @@ class Trainer:
         for variable, value in zip(
             (self.step, self.non_finite_steps), values[parameters + 2 :], strict=True
         ):
-            optimization._replica_update(variable, optimization._assign, value)
+            optimization.replica_assign(variable, value)
 
     def _replica_step(self, features):
         context = tf.distribute.get_replica_context()
@@ -356,7 +354,7 @@ class Trainer:
         reduced = context.all_reduce(tf.distribute.ReduceOp.SUM, [*gradients, sums])
         new_values, step_values = self._compiled_new_values(reduced[:-1], reduced[-1], loss_scale)
         self._assign(new_values)
-        optimization._replica_update(self.attempts, lambda v: v.assign_add(1))
+        optimization.replica_update(self.attempts, lambda v: v.assign_add(1))
         return step_values
 
     def train_loop_function(self):
