@@ -24,7 +24,9 @@ import xml.etree.ElementTree
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn, TextIO, TypeVar
 
-from contracts import batching
+from absl import flags
+
+from contracts import batching, config_flags
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -321,6 +323,13 @@ def check_trainer_args(
 
 # ---------------------------------------------------------------------------------------------
 # Printing and running.
+
+
+def define_launcher_flags(config_class: type) -> None:
+    """A trainer launcher's flags: one per field of its config (`contracts.config_flags`), and
+    --dry_run."""
+    config_flags.define_flags(config_class)
+    flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
 
 
 def exit_with_error(program: str, error: Exception | str) -> NoReturn:

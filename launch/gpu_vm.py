@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
-from contracts import command_line
+from contracts import command_line, config_flags
 from launch import gcloud
 
 # GPUs per machine type where the type fixes them (accelerator-optimized families).
@@ -38,14 +38,15 @@ class GpuVmConfig:
     vm: str  # Compute Engine instance name.
     zone: str  # A zone that has the GPU, e.g. us-central1-a.
     project: str  # Google Cloud project ID.
-    trainer_args: tuple[str, ...] = ()  # Flags for trainer.run_pretraining, passed through.
+    # Flags for trainer.run_pretraining, passed through (what follows `--`).
+    trainer_args: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
     # g2-standard-48: 4 NVIDIA L4 (24 GB, bf16), widely available; a2-highgpu-8g (8 A100)
     # or a3-highgpu-8g (8 H100) for BERT-base/large at full speed.
     machine_type: str = "g2-standard-48"
     accelerator: str | None = None  # N1 only: e.g. type=nvidia-tesla-v100,count=8.
     # A Deep Learning VM image: CUDA driver installed on first boot, Python 3.10.
     image_family: str = "common-cu129-ubuntu-2204-nvidia-580"
-    image_project: str = "deeplearning-platform-release"
+    image_project: str = "deeplearning-platform-release"  # Project of the image family.
     boot_disk_gb: int = 200  # TensorFlow + CUDA wheels take ~10 GB; checkpoints go to gs://.
     spot: bool = False  # Spot VM: much cheaper, may be stopped (the trainer resumes).
     package: str | None = None  # pip spec to install instead of a wheel of this checkout.
@@ -306,54 +307,13 @@ def print_next_steps(plan_: Plan) -> None:
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-_DEFAULTS = GpuVmConfig(vm="", zone="", project="")
-
-
-def define_flags() -> None:
-    """Defines the command-line flags.
-
-    Called only when the module runs as a program, so that importing it (tests, other
-    launchers) leaves absl's global flags alone.
-    """
-    flags.DEFINE_string("vm", None, "Compute Engine instance name, e.g. bert-gpu.")
-    flags.DEFINE_string("zone", None, "Zone with that GPU, e.g. us-central1-a.")
-    flags.DEFINE_string("project", None, "Google Cloud project ID.")
-    flags.DEFINE_string("machine_type", _DEFAULTS.machine_type, "GPU machine type.")
-    flags.DEFINE_string("accelerator", None, "N1 only: type=nvidia-tesla-v100,count=8.")
-    flags.DEFINE_string("image_family", _DEFAULTS.image_family, "Deep Learning VM image family.")
-    flags.DEFINE_string("image_project", _DEFAULTS.image_project, "Project of the image family.")
-    flags.DEFINE_integer("boot_disk_gb", _DEFAULTS.boot_disk_gb, "Boot disk size, GB.")
-    flags.DEFINE_boolean("spot", _DEFAULTS.spot, "Create a Spot VM (cheaper, may be stopped).")
-    flags.DEFINE_string("package", None, "pip spec to install instead of a wheel of this checkout.")
-    flags.DEFINE_boolean("create", _DEFAULTS.create, "Create the VM when it does not exist.")
-    flags.DEFINE_boolean("foreground", _DEFAULTS.foreground, "Stream the trainer output here.")
-    flags.DEFINE_string("log_file", _DEFAULTS.log_file, "Trainer log on the VM (under ~).")
-    flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
-
-
-def config_from_flags(values: flags.FlagValues, trainer_args: Sequence[str]) -> GpuVmConfig:
-    return GpuVmConfig(
-        vm=values.vm,
-        zone=values.zone,
-        project=values.project,
-        trainer_args=tuple(trainer_args),
-        machine_type=values.machine_type,
-        accelerator=values.accelerator,
-        image_family=values.image_family,
-        image_project=values.image_project,
-        boot_disk_gb=values.boot_disk_gb,
-        spot=values.spot,
-        package=values.package,
-        create=values.create,
-        foreground=values.foreground,
-        log_file=values.log_file,
-    )
-
 
 def main(argv: Sequence[str]) -> None:
     program = "launch.gpu_vm"
     try:
-        config, gpus = check(config_from_flags(flags.FLAGS, argv[1:]))
+        config, gpus = check(
+            config_flags.config_from_flags(GpuVmConfig, trainer_args=tuple(argv[1:]))
+        )
     except gcloud.LaunchError as error:
         gcloud.exit_with_error(program, error)
     gcloud.run_trainer_launch(
@@ -370,5 +330,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
+    gcloud.define_launcher_flags(GpuVmConfig)
     command_line.run(main, program="launch.gpu_vm")

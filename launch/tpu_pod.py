@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 
 from absl import flags
 
-from contracts import command_line
+from contracts import command_line, config_flags
 from launch import gcloud
 
 # The newest TensorFlow that Cloud TPU ships (tensorflow-tpu 2.20.0; there is no 2.21 yet).
@@ -131,10 +131,11 @@ class TpuPodConfig:
     tpu: str  # TPU node name; also where the accelerator type is read from.
     zone: str  # A zone that offers that accelerator type, e.g. europe-west4-a for v3.
     project: str  # Google Cloud project ID.
-    trainer_args: tuple[str, ...] = ()  # Flags for trainer.run_pretraining, passed through.
+    # Flags for trainer.run_pretraining, passed through (what follows `--`).
+    trainer_args: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
     accelerator_type: str | None = None  # Default: read from the TPU name.
     tf_version: str = DEFAULT_TF_VERSION  # Picks the runtime image.
-    runtime: str | None = None  # Default: runtime_version(accelerator, tf_version).
+    runtime_version: str | None = None  # TPU software version; default from tf_version.
     spot: bool = False  # Spot TPU: ~60-70% cheaper, may be preempted (the trainer resumes).
     network: str | None = None  # VPC network; default: gcloud's ("default").
     package: str | None = None  # pip spec to install instead of a wheel of this checkout.
@@ -176,7 +177,7 @@ def check(config: TpuPodConfig) -> tuple[TpuPodConfig, Accelerator]:
     accelerator = parse_accelerator(accelerator_type)
     if not re.fullmatch(r"\d+\.\d+\.\d+", config.tf_version):
         raise gcloud.LaunchError(f"--tf_version={config.tf_version!r}: write it as 2.20.0")
-    runtime = config.runtime or runtime_version(accelerator, config.tf_version)
+    runtime = config.runtime_version or runtime_version(accelerator, config.tf_version)
     if not re.fullmatch(r"[a-z0-9][-a-z0-9.]*", runtime):
         raise gcloud.LaunchError(f"--runtime_version={runtime!r} is not a TPU software version")
     if accelerator.multi_host and not re.fullmatch(r"tpu-vm-tf-.*-pod(-.*)?", runtime):
@@ -193,7 +194,7 @@ def check(config: TpuPodConfig) -> tuple[TpuPodConfig, Accelerator]:
         hardware=f"a {accelerator.name}",
     )
     return (
-        dataclasses.replace(config, accelerator_type=accelerator.name, runtime=runtime),
+        dataclasses.replace(config, accelerator_type=accelerator.name, runtime_version=runtime),
         accelerator,
     )
 
@@ -219,7 +220,7 @@ def install_command(config: TpuPodConfig, package: str, requirements: Sequence[s
     own TensorFlow build, and the TPU would vanish from TensorFlow's view.
     """
     commands = ["set -e"]
-    if not config.runtime.startswith("tpu-vm-tf-"):
+    if not config.runtime_version.startswith("tpu-vm-tf-"):
         # A base image without TensorFlow: take Google's TPU build and its libtpu.
         commands.append(
             f"python3 -m pip install --quiet tensorflow-tpu=={config.tf_version}"
@@ -241,7 +242,7 @@ def train_command(config: TpuPodConfig, accelerator: Accelerator) -> str:
         env += [("TPU_NAME", config.tpu), ("TPU_LOAD_LIBRARY", "0")]
         tpu_flag = config.tpu
     else:
-        if config.runtime.startswith("tpu-vm-tf-"):
+        if config.runtime_version.startswith("tpu-vm-tf-"):
             # The PJRT images ship libtpu at /lib/libtpu.so as a pluggable device.
             env += [
                 ("NEXT_PLUGGABLE_DEVICE_USE_C_API", "true"),
@@ -278,7 +279,7 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
     create_args = [
         config.tpu,
         f"--accelerator-type={accelerator.name}",
-        f"--version={config.runtime}",
+        f"--version={config.runtime_version}",
     ]
     if config.spot:
         create_args.append("--spot")
@@ -286,7 +287,7 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
         create_args.append(f"--network={config.network}")
     steps.append(
         gcloud.Step(
-            f"create TPU {config.tpu} ({accelerator.name}, {config.runtime}) unless it exists",
+            f"create TPU {config.tpu} ({accelerator.name}, {config.runtime_version}) unless it exists",
             _gcloud_tpu("create", config, *create_args),
             unless=describe.argv,
         )
@@ -353,7 +354,7 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
     return Plan(
         config=config,
         accelerator=accelerator,
-        runtime=config.runtime,
+        runtime=config.runtime_version,
         steps=tuple(steps),
         describe=describe,
         follow_log=follow_log,
@@ -404,12 +405,12 @@ def _check_runtime_offered(plan_: Plan, runner: Callable) -> None:
     result = gcloud.run_step(listing, runner=runner, capture=True, check=False)
     versions = (result.stdout or "").split()
     if result.returncode != 0 or not versions:
-        logging.warning("could not list TPU versions; trying %s anyway", config.runtime)
+        logging.warning("could not list TPU versions; trying %s anyway", config.runtime_version)
         return
-    if config.runtime not in versions:
+    if config.runtime_version not in versions:
         tensorflow = sorted(v for v in versions if v.startswith("tpu-vm-tf-"))
         raise gcloud.LaunchError(
-            f"TPU software version {config.runtime} is not offered in {config.zone}; "
+            f"TPU software version {config.runtime_version} is not offered in {config.zone}; "
             f"TensorFlow ones there: {', '.join(tensorflow) or 'none'}. Pass "
             "--runtime_version (or --tf_version), or another --zone"
         )
@@ -450,54 +451,13 @@ def execute(plan_: Plan, *, runner: Callable = subprocess.run) -> None:
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-_DEFAULTS = TpuPodConfig(tpu="", zone="", project="")
-
-
-def define_flags() -> None:
-    """Defines the command-line flags.
-
-    Called only when the module runs as a program, so that importing it (tests, other
-    launchers) leaves absl's global flags alone.
-    """
-    flags.DEFINE_string(
-        "tpu", None, "TPU name, e.g. bert-v3-32 (the accelerator type may be in it)."
-    )
-    flags.DEFINE_string("zone", None, "Zone with that TPU type, e.g. europe-west4-a.")
-    flags.DEFINE_string("project", None, "Google Cloud project ID.")
-    flags.DEFINE_string("accelerator_type", None, "e.g. v3-32, v4-8; default: read from --tpu.")
-    flags.DEFINE_string("tf_version", _DEFAULTS.tf_version, "TensorFlow of the TPU image.")
-    flags.DEFINE_string("runtime_version", None, "TPU software version; default from --tf_version.")
-    flags.DEFINE_boolean("spot", _DEFAULTS.spot, "Create a Spot TPU (cheaper, may be preempted).")
-    flags.DEFINE_string("network", None, "VPC network for a new TPU.")
-    flags.DEFINE_string("package", None, "pip spec to install instead of a wheel of this checkout.")
-    flags.DEFINE_boolean("create", _DEFAULTS.create, "Create the TPU when it does not exist.")
-    flags.DEFINE_boolean("foreground", _DEFAULTS.foreground, "Stream the trainer output here.")
-    flags.DEFINE_string("log_file", _DEFAULTS.log_file, "Trainer log on worker 0 (under ~).")
-    flags.DEFINE_boolean("dry_run", False, "Print the gcloud commands, run nothing.")
-
-
-def config_from_flags(values: flags.FlagValues, trainer_args: Sequence[str]) -> TpuPodConfig:
-    return TpuPodConfig(
-        tpu=values.tpu,
-        zone=values.zone,
-        project=values.project,
-        trainer_args=tuple(trainer_args),
-        accelerator_type=values.accelerator_type,
-        tf_version=values.tf_version,
-        runtime=values.runtime_version,
-        spot=values.spot,
-        network=values.network,
-        package=values.package,
-        create=values.create,
-        foreground=values.foreground,
-        log_file=values.log_file,
-    )
-
 
 def main(argv: Sequence[str]) -> None:
     program = "launch.tpu_pod"
     try:
-        config, accelerator = check(config_from_flags(flags.FLAGS, argv[1:]))
+        config, accelerator = check(
+            config_flags.config_from_flags(TpuPodConfig, trainer_args=tuple(argv[1:]))
+        )
     except gcloud.LaunchError as error:
         gcloud.exit_with_error(program, error)
     kind = "pod slice, trainer on worker 0" if accelerator.multi_host else "one VM"
@@ -516,5 +476,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    define_flags()
+    gcloud.define_launcher_flags(TpuPodConfig)
     command_line.run(main, program="launch.tpu_pod")

@@ -152,7 +152,7 @@ def test_package_spec_and_base_runtime():
     plan = make_plan(
         tpu="bert-v3-8",
         package="git+https://github.com/example/bert-stack@v0.1.0",
-        runtime="tpu-ubuntu2204-base",
+        runtime_version="tpu-ubuntu2204-base",
         foreground=True,
     )
     # No local wheel: nothing to build or copy.
@@ -180,7 +180,10 @@ def test_package_spec_and_base_runtime():
         (dict(tpu="my-tpu"), "pass --accelerator_type"),
         (dict(accelerator_type="v9-8"), "unknown TPU generation 'v9'"),
         (dict(tf_version="2.20"), "--tf_version='2.20'"),
-        (dict(runtime="tpu-vm-tf-2.20.0-pjrt"), "needs a TensorFlow pod image such as tpu-vm-tf"),
+        (
+            dict(runtime_version="tpu-vm-tf-2.20.0-pjrt"),
+            "needs a TensorFlow pod image such as tpu-vm-tf",
+        ),
         (
             dict(trainer_args=("--input_file=/data/records/*", "--output_dir=gs://bkt/run")),
             "trainer flag --input_file='/data/records/*' must be a gs:// path",
