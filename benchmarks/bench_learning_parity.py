@@ -76,7 +76,7 @@ from absl import logging  # noqa: E402
 from contracts import metadata  # noqa: E402
 from launch import demo  # noqa: E402
 from trainer import (  # noqa: E402
-    checkpoint_formats,
+    checkpoints,
     distribution,
     input_pipeline,
     modeling,
@@ -314,9 +314,9 @@ def copy_initial_weights(model: transformers.BertForPreTraining, initial: dict) 
     """Loads our initial weights ({google name: array}) into the PyTorch model."""
     state = {}
     for google_name, value in initial.items():
-        if checkpoint_formats.transposed_in_huggingface(google_name):
+        if checkpoints.transposed_in_huggingface(google_name):
             value = value.T
-        state[checkpoint_formats.huggingface_name(google_name)] = torch.from_numpy(
+        state[checkpoints.huggingface_name(google_name)] = torch.from_numpy(
             np.ascontiguousarray(value)
         )
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -585,8 +585,8 @@ def lockstep(
     theirs_parameters = dict(model.named_parameters())
 
     def theirs_weight(name: str) -> np.ndarray:
-        value = theirs_parameters[checkpoint_formats.huggingface_name(name)].detach().numpy()
-        return value.T if checkpoint_formats.transposed_in_huggingface(name) else value
+        value = theirs_parameters[checkpoints.huggingface_name(name)].detach().numpy()
+        return value.T if checkpoints.transposed_in_huggingface(name) else value
 
     def relative_difference(other) -> float:
         difference = movement = 0.0
@@ -645,7 +645,7 @@ def check_same_model(
     named = list(model.named_parameters())
     theirs_total = sum(p.numel() for _, p in named)
     theirs_decayed = sum(p.numel() for n, p in named if decays_weight(n))
-    expected = {checkpoint_formats.huggingface_name(name) for name in initial}
+    expected = {checkpoints.huggingface_name(name) for name in initial}
     theirs_names = {name for name, _ in named}
     if (ours_total, ours_decayed) != (theirs_total, theirs_decayed) or expected != theirs_names:
         raise SystemExit(

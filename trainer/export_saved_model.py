@@ -3,7 +3,7 @@ r"""Exports a BERT encoder as a TensorFlow SavedModel in TF Hub's BERT conventio
   python -m trainer.export_saved_model --checkpoint=data/model --output=data/saved_model \
       --vocab_file=data/vocab.txt --do_lower_case
 
-The checkpoint may be in any format of trainer/checkpoint_formats.py (this trainer's,
+The checkpoint may be in any format of trainer/checkpoints.py (this trainer's,
 google-research/bert's, Hugging Face's); only the encoder and pooler are exported, in float32.
 
 Signatures:
@@ -29,7 +29,7 @@ from absl import app, flags, logging
 
 from contracts import command_line, metadata, storage
 from tokenizer.bert_tokenizer import BertTokenizer
-from trainer import checkpoint_formats, modeling
+from trainer import checkpoints, modeling
 from trainer.config import BertConfig
 
 FLAGS = flags.FLAGS
@@ -145,7 +145,7 @@ class BertEncoderExport(tf.Module):
 
 
 def export_saved_model(
-    weights: checkpoint_formats.Weights,
+    weights: checkpoints.Weights,
     output_dir: str,
     *,
     vocab_file: str | None = None,
@@ -195,7 +195,7 @@ def export_saved_model(
                 f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
                 f"{config.vocab_size}"
             )
-    encoder = checkpoint_formats.build_encoder(weights)
+    encoder = checkpoints.build_encoder(weights)
     module = BertEncoderExport(
         encoder, tokenizer=tokenizer, vocab_file=vocab_file, max_seq_length=max_seq_length
     )
@@ -254,7 +254,7 @@ def define_flags() -> None:
     flags.DEFINE_enum(
         "checkpoint_format",
         "auto",
-        ["auto", *checkpoint_formats.FORMATS],
+        ["auto", *checkpoints.FORMATS],
         "Format of --checkpoint.",
     )
     flags.DEFINE_string("output", None, "A new folder for the SavedModel.")
@@ -273,9 +273,7 @@ def main(argv):
         config = (
             BertConfig.from_json_file(FLAGS.bert_config_file) if FLAGS.bert_config_file else None
         )
-        weights = checkpoint_formats.read(
-            FLAGS.checkpoint, format=FLAGS.checkpoint_format, config=config
-        )
+        weights = checkpoints.read(FLAGS.checkpoint, format=FLAGS.checkpoint_format, config=config)
         export_saved_model(
             weights,
             FLAGS.output,

@@ -30,7 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from contracts import batching, storage
-from trainer import checkpoint_formats, input_pipeline, modeling, optimization
+from trainer import checkpoints, input_pipeline, modeling, optimization
 from trainer.config import BertConfig, PretrainingConfig
 
 # Order of the metric sums that travel through the all-reduce, packed in one float32 vector.
@@ -414,7 +414,7 @@ def restore_or_initialize(trainer: Trainer, manager: tf.train.CheckpointManager)
     """Resumes from the newest checkpoint in output_dir, else loads --init_checkpoint's
     weights (model only), else keeps the fresh initialisation. Returns the step.
 
-    --init_checkpoint may be in any format of trainer/checkpoint_formats.py: this trainer's
+    --init_checkpoint may be in any format of trainer/checkpoints.py: this trainer's
     (a prefix or a run's output_dir), google-research/bert's (`bert_model.ckpt`) or a Hugging
     Face folder. Weights are matched by name; parts it lacks (e.g. the heads of a bare
     `BertModel`) keep their fresh initialisation, and its training state is ignored.
@@ -431,7 +431,7 @@ def restore_or_initialize(trainer: Trainer, manager: tf.train.CheckpointManager)
         return step
     if config.init_checkpoint:
         try:
-            weights = checkpoint_formats.load_weights(trainer.model, config.init_checkpoint)
+            weights = checkpoints.load_weights(trainer.model, config.init_checkpoint)
         except (tf.errors.OpError, ValueError, FileNotFoundError) as error:
             raise ValueError(
                 f"--init_checkpoint={config.init_checkpoint}: cannot load the model weights "
