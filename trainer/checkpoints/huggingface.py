@@ -86,8 +86,9 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     """{name: array} of a .safetensors file (local or gs://); floats as float32."""
     with storage.open_file(path, "rb") as f:
         data = f.read()
+    deserialize = _safetensors().deserialize
     try:
-        entries = _safetensors().deserialize(data)
+        entries = deserialize(data)
     except Exception as error:  # safetensors raises its own SafetensorError (and others)
         raise ValueError(f"{path}: not a safetensors file ({error})") from error
     tensors = {}
