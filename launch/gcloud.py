@@ -455,10 +455,12 @@ def build_wheel_step(*, root: str = PROJECT_ROOT, dist_dir: str) -> Step:
     )
 
 
-# The pure-Python packages the trainer imports besides TensorFlow; their version ranges come
-# from setup.cfg. The rest of install_requires (Beam, tensorflow-text, …) serves the data
-# pipeline, which runs on Dataflow, not on the training machines.
-TRAINER_PACKAGES = ("absl-py", "numpy", "tensorboard")
+def trainer_packages(*, root: str = PROJECT_ROOT) -> tuple[str, ...]:
+    """The distributions the trainer imports besides TensorFlow: setup.cfg's
+    `[bert_stack] trainer_requires`, declared once. The rest of install_requires (Beam,
+    tensorflow-text, …) serves the data pipeline, which runs on Dataflow, not on the training
+    machines."""
+    return tuple(_setup_cfg(root)["bert_stack"]["trainer_requires"].split())
 
 
 def requirements(names: Iterable[str], *, root: str = PROJECT_ROOT) -> list[str]:

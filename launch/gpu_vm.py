@@ -211,7 +211,7 @@ def plan(config: GpuVmConfig, gpus: int, *, dist_dir: str) -> Plan:
     tensorflow = gcloud.requirements(["tensorflow"])[0].replace(
         "tensorflow", "tensorflow[and-cuda]", 1
     )
-    requirements = [tensorflow, *gcloud.requirements(gcloud.TRAINER_PACKAGES)]
+    requirements = [tensorflow, *gcloud.requirements(gcloud.trainer_packages())]
     steps.append(
         gcloud.Step(
             "install the project and TensorFlow with CUDA on the VM",

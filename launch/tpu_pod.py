@@ -310,7 +310,7 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
             )
         )
         package = wheel
-    requirements = gcloud.requirements(gcloud.TRAINER_PACKAGES)
+    requirements = gcloud.requirements(gcloud.trainer_packages())
     steps.append(
         gcloud.Step(
             "install the project on every TPU worker",

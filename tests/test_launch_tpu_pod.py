@@ -111,7 +111,7 @@ def test_pod_slice_plan_is_complete():
     install_line = remote_command(install)
     # Our package without its dependencies: the TPU image's TensorFlow must stay.
     assert f"pip install --quiet --no-deps --force-reinstall {wheel}" in install_line
-    for requirement in gcloud.requirements(gcloud.TRAINER_PACKAGES):
+    for requirement in gcloud.requirements(gcloud.trainer_packages()):
         assert requirement in install_line
     assert "tensorflow" not in install_line.replace("tensorboard", "")
 

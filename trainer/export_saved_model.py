@@ -28,7 +28,6 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from contracts import command_line, metadata, storage
-from tokenizer.bert_tokenizer import BertTokenizer
 from trainer import checkpoints, modeling
 from trainer.config import BertConfig
 
@@ -45,6 +44,25 @@ class _Untracked:
         self.layer = layer
 
 
+def _tokenizer(vocab_file: str, *, do_lower_case: bool):
+    """The in-graph tokenizer, imported here: only an export with a vocab needs tensorflow-text
+    (which a TPU or GPU VM the launchers set up does not have).
+
+    Raises:
+      ModuleNotFoundError: tensorflow-text is not installed; the message says what to do.
+    """
+    try:
+        from tokenizer.bert_tokenizer import BertTokenizer
+    except ModuleNotFoundError as error:
+        if error.name != "tensorflow_text":
+            raise
+        raise ModuleNotFoundError(
+            f"tokenizing inside the SavedModel (--vocab_file) needs tensorflow-text: "
+            f"pip install 'tensorflow-text~={tf.__version__.rsplit('.', 1)[0]}.0'"
+        ) from error
+    return BertTokenizer(vocab_file, do_lower_case=do_lower_case)
+
+
 class BertEncoderExport(tf.Module):
     """The tf.Module that is saved: the encoder, its signatures and the optional tokenizer.
 
@@ -59,7 +77,7 @@ class BertEncoderExport(tf.Module):
         self,
         encoder: modeling.BertEncoder,
         *,
-        tokenizer: BertTokenizer | None = None,
+        tokenizer=None,  # a tokenizer.BertTokenizer
         vocab_file: str | None = None,
         max_seq_length: int = 128,
     ):
@@ -189,7 +207,7 @@ def export_saved_model(
                 f"max_seq_length {max_seq_length} must be between 2 and the model's "
                 f"max_position_embeddings {config.max_position_embeddings}"
             )
-        tokenizer = BertTokenizer(vocab_file, do_lower_case=do_lower_case)
+        tokenizer = _tokenizer(vocab_file, do_lower_case=do_lower_case)
         if tokenizer.vocab_size != config.vocab_size:
             raise ValueError(
                 f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
