@@ -17,7 +17,7 @@ export BERT_STACK_DATA ?= $(abspath data/sample)
 endif
 DATA := $(BERT_STACK_DATA)
 
-.PHONY: install test test-fast lint format bench clean demo
+.PHONY: install test test-fast lint format bench clean demo machine-envs
 
 install: $(STAMP)
 
@@ -35,7 +35,13 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint
+# The TPU VM's software as launch.tpu_pod installs it (tests/machine_envs.py: TensorFlow 2.20 and
+# the launcher's own install command), for tests/test_machine_envs.py. TensorFlow is cached in
+# .venv-machines (about a minute the first time); the project is reinstalled each time.
+machine-envs: install
+	$(PY) -m tests.machine_envs
+
+test: lint machine-envs
 	$(PY) -m pytest
 
 # Everything except the tests marked slow.
@@ -97,7 +103,7 @@ pretraining-data: install vocab
 	$(CHAIN) --stage=records-eval $(EXTRA_FLAGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache data/
+	rm -rf $(VENV) .venv-machines build *.egg-info .pytest_cache .ruff_cache data/
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The whole chain on the bundled sample: shards -> vocab -> records -> BERT-tiny -> eval,
