@@ -197,6 +197,18 @@ def _split_front_back(removed: int, rng: random.Random) -> int:
     return bin(rng.getrandbits(removed)).count("1") if removed else 0
 
 
+def truncation(
+    length_a: int, length_b: int, *, max_num_tokens: int, rng: random.Random
+) -> tuple[int, int, int, int]:
+    """Tokens to cut off (A's front, A's back, B's front, B's back), as the reference's
+    `truncate_seq_pair` cuts them: the longer segment first, each token front or back at
+    random (A's coins drawn before B's)."""
+    from_a, from_b = truncation_amounts(length_a, length_b, max_num_tokens=max_num_tokens)
+    front_a = _split_front_back(from_a, rng)
+    front_b = _split_front_back(from_b, rng)
+    return front_a, from_a - front_a, front_b, from_b - front_b
+
+
 def truncate_seq_pair(
     tokens_a: np.ndarray, tokens_b: np.ndarray, *, max_num_tokens: int, rng: random.Random
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -210,12 +222,12 @@ def truncate_seq_pair(
     Returns:
       The trimmed views of `tokens_a` and `tokens_b`.
     """
-    from_a, from_b = truncation_amounts(len(tokens_a), len(tokens_b), max_num_tokens=max_num_tokens)
-    front_a = _split_front_back(from_a, rng)
-    front_b = _split_front_back(from_b, rng)
+    front_a, back_a, front_b, back_b = truncation(
+        len(tokens_a), len(tokens_b), max_num_tokens=max_num_tokens, rng=rng
+    )
     return (
-        tokens_a[front_a : len(tokens_a) - (from_a - front_a)],
-        tokens_b[front_b : len(tokens_b) - (from_b - front_b)],
+        tokens_a[front_a : len(tokens_a) - back_a],
+        tokens_b[front_b : len(tokens_b) - back_b],
     )
 
 
@@ -357,7 +369,7 @@ def create_segments(
         rng=rng,
         counts=counts,
     )
-    uniform, bits = rng.random, rng.getrandbits
+    uniform = rng.random
     segments: list[Segment] = []
     random_next = 0
     for is_random_next, a_start, a_end, b_start, b_end, target_b_length in plan:
@@ -378,12 +390,11 @@ def create_segments(
             b_end = b_offsets[last + 1]
         length_a, length_b = a_end - a_start, b_end - b_start
         if length_a + length_b > max_num_tokens:
-            from_a, from_b = truncation_amounts(length_a, length_b, max_num_tokens=max_num_tokens)
-            # Each removal is a fair front/back coin in the reference: Binomial(n, 1/2).
-            front_a = bin(bits(from_a)).count("1") if from_a else 0
-            front_b = bin(bits(from_b)).count("1") if from_b else 0
-            a_start, a_end = a_start + front_a, a_end - (from_a - front_a)
-            b_start, b_end = b_start + front_b, b_end - (from_b - front_b)
+            front_a, back_a, front_b, back_b = truncation(
+                length_a, length_b, max_num_tokens=max_num_tokens, rng=rng
+            )
+            a_start, a_end = a_start + front_a, a_end - back_a
+            b_start, b_end = b_start + front_b, b_end - back_b
         segments.append(
             Segment(document_index, a_start, a_end, b_document, b_start, b_end, is_random_next)
         )

@@ -1,0 +1,78 @@
+"""pipeline.stage: the one shape of every Beam stage (run, metadata last, clean-up, flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+
+import apache_beam as beam
+import pytest
+from absl import flags
+
+from contracts import config_flags, metadata, storage
+from pipeline import build_vocab, create_pretraining_data, extract_text, stage
+
+STAGES = (extract_text.STAGE, build_vocab.STAGE, create_pretraining_data.STAGE)
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    output_dir: str  # where the toy writes
+    fail: bool = False  # fail after the temporary file is written
+
+
+def _write(value, *, config):
+    path = storage.join(config.output_dir, "out.txt")
+    with open(storage.temporary_path(path), "w") as scratch:  # what a crash leaves behind
+        scratch.write("partial")
+    if config.fail:
+        raise ValueError("the toy failed")
+    storage.atomic_write(path, str(value))
+    return stage.StageResult(outputs=[path], counts={"values": 1}, extra={})
+
+
+def _build(pipeline, config):
+    storage.makedirs(config.output_dir)
+    return (
+        pipeline
+        | beam.Create([42])
+        | beam.Map(_write, config=config)
+        | stage.WriteMetadata(command="toy", config=config, output_dir=config.output_dir, inputs=[])
+    )
+
+
+TOY = stage.Stage("toy", ToyConfig, _build, operator.attrgetter("output_dir"))
+
+
+def test_a_run_writes_metadata_last_and_a_failed_run_leaves_no_temporaries(tmp_path):
+    done = ToyConfig(output_dir=str(tmp_path / "ok"))
+    counters = stage.run(TOY, done)
+    record = metadata.read(done.output_dir)
+    assert record["counts"] == {"values": 1} and record["flags"] == dataclasses.asdict(done)
+    assert record["outputs"][0]["path"] == "out.txt" and counters == {}
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "kept.txt").write_text("an earlier output")
+    (tmp_path / "bad" / ".tmp-train-1234").mkdir()  # a scratch folder
+    with pytest.raises(ValueError, match="the toy failed"):
+        stage.run(TOY, ToyConfig(output_dir=str(tmp_path / "bad"), fail=True))
+    assert sorted(p.name for p in (tmp_path / "bad").iterdir()) == ["kept.txt"]
+
+
+def test_remove_temporaries_takes_only_our_temporary_names(tmp_path):
+    for name in (".out.txt.tmp-0a1b", ".tmp-eval-ffff", ".hidden", "train-0.txt", "x.tmp-1"):
+        (tmp_path / name).write_text("x")
+    removed = stage.remove_temporaries(str(tmp_path))
+    assert sorted(storage.basename(p) for p in removed) == [".out.txt.tmp-0a1b", ".tmp-eval-ffff"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "train-0.txt", "x.tmp-1"]
+
+
+@pytest.mark.parametrize("stage_def", STAGES, ids=lambda s: s.command)
+def test_every_stage_has_the_shape_and_its_flags_come_from_its_config(stage_def):
+    values = flags.FlagValues()
+    config_flags.define_flags(stage_def.config_class, flag_values=values)
+    fields = {f.name for f in config_flags.flag_fields(stage_def.config_class)}
+    assert set(values) == fields
+    for field in dataclasses.fields(stage_def.config_class):
+        if field.default is not dataclasses.MISSING and field.name in values:
+            assert values[field.name].default == field.default, field.name
+    assert stage_def.config_class.__dataclass_params__.frozen
