@@ -108,7 +108,7 @@ clean:
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # The whole chain on the bundled sample: shards -> vocab -> records -> BERT-tiny -> eval,
-# a summary and data/demo/curves.png (launch/demo.py; ~10 min on 2 CPU cores).
+# a summary and data/demo/curves.png (launch/demo.py; ~7 min on 2 CPU cores).
 DEMO_DIR ?= data/demo
 demo: install
 	$(PY) -m launch.demo --output_dir='$(DEMO_DIR)'

@@ -35,7 +35,7 @@ _DATA = sample_data.data_folder()
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    """What the demo runs on and how long it trains; defaults fit 10 minutes on 2 CPU cores."""
+    """What the demo runs on and how long it trains; defaults fit 7 minutes on 2 CPU cores."""
 
     output_dir: str = "data/demo"
     # The real samples in the data folder (BERT_STACK_DATA, default ../shared/data; its
@@ -131,7 +131,7 @@ def read_eval_results(path: Path) -> dict[str, float]:
 
 def read_scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar in a TensorBoard event folder, by tag, as sorted (step, value) pairs."""
-    import tensorflow as tf
+    tf = command_line.import_tensorflow_quietly()  # heavy: only for reading the events
 
     series: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(event_dir.glob("events.out.tfevents.*")):
