@@ -605,6 +605,11 @@ def google_variable_names(model: keras.layers.Layer) -> dict[str, Any]:
         path = variable.path
         if isinstance(model, BertPretrainingModel):
             path = path.split("/", 1)[1]
+        elif isinstance(model, BertEncoder) and not path.startswith(model.name + "/"):
+            # An encoder inside another model (a classifier): its paths start with the outer
+            # model's name; Google's names start at the encoder's own ("bert/...").
+            parts = path.split("/")
+            path = "/".join(parts[parts.index(model.name) :])
         names[path] = variable
     return names
 

