@@ -155,3 +155,21 @@ def test_missing_model_config_or_a_vocab_of_another_size_is_refused(fixtures_dir
             _config(tmp_path, fixtures_dir / "glue/SST-2", vocab_file=str(small)),
             strategy=strategy,
         )
+
+
+def test_bf16_fine_tuning_of_the_regression_task(fixtures_dir, tmp_path):
+    bert_config = tmp_path / "bert_config.json"
+    bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
+    config = _config(
+        tmp_path,
+        fixtures_dir / "glue/STS-B",
+        task_name="STS-B",
+        init_checkpoint="",
+        bert_config_file=str(bert_config),
+        vocab_file=UNCASED_VOCAB,
+        mixed_precision="bf16",
+        do_predict=False,
+    )
+    record = run_classifier.run(config, strategy=distribution.get_strategy("one_device"))
+    assert set(record) >= {"pearson", "spearman", "examples"}  # regression, scored as STS-B
+    assert record["global_step"] == 1

@@ -66,6 +66,8 @@ class ClassifierConfig:
     warmup_proportion: float = 0.1  # share of the updates with a linear warmup
     weight_decay_rate: float = 0.01  # decoupled weight decay, not on LayerNorm and bias
     clip_norm: float = 1.0  # clip the global gradient norm to this; 0 disables
+    # "fp32", or "bf16" (TPUs, recent GPUs and CPUs; weights and logits stay float32)
+    mixed_precision: str = dataclasses.field(default="fp32", metadata={"enum": ("fp32", "bf16")})
     # "auto", "tpu", "mirrored", "multi_worker" or "one_device"
     strategy: str = dataclasses.field(default="auto", metadata={"enum": STRATEGIES})
     tpu: str = ""  # TPU name, "local" on a TPU VM, or grpc:// address
@@ -205,7 +207,12 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
     )
     num_labels = 1 if task.is_regression else len(task.labels)
     with strategy.scope():
-        model = classifier.BertClassifier(bert, num_labels=num_labels, seed=config.seed)
+        model = classifier.BertClassifier(
+            bert,
+            num_labels=num_labels,
+            seed=config.seed,
+            dtype="mixed_bfloat16" if config.mixed_precision == "bf16" else "float32",
+        )
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         variables = list(model.trainable_weights)
         optimizer = optimization.create_optimizer(
