@@ -316,21 +316,28 @@ def _train(config, task, model, optimizer, step, manager, features, dev, *, stra
         steps_per_epoch,
         num_warmup_steps,
     )
-    started, results = time.monotonic(), {}
+    started, first_step, results = time.monotonic(), int(step.numpy()), {}
+    log_every = max(1, min(100, steps_per_epoch))
     while int(step.numpy()) < num_train_steps:
         loss = float(train_step(iterator))
         current = int(step.numpy())
         with writer.as_default(step=current):
             tf.summary.scalar("loss", loss)
-        if current % steps_per_epoch == 0 or current == num_train_steps:
-            manager.save(checkpoint_number=current)
+        end_of_epoch = current % steps_per_epoch == 0 or current == num_train_steps
+        if current % log_every == 0 or end_of_epoch:
+            seconds = time.monotonic() - started
+            rate = (current - first_step) / seconds if seconds else 0.0
             logging.info(
-                "step %d/%d loss %.4f, %.1f examples/s",
+                "step %d/%d (epoch %.2f) loss %.4f, %.1f examples/s, time left %.0f s",
                 current,
                 num_train_steps,
+                current / steps_per_epoch,
                 loss,
-                current * config.train_batch_size / (time.monotonic() - started),
+                rate * config.train_batch_size,
+                (num_train_steps - current) / rate if rate else float("nan"),
             )
+        if end_of_epoch:
+            manager.save(checkpoint_number=current)
             if dev:
                 results = evaluate(task, model, dev, batch_size=config.eval_batch_size)
                 with eval_writer.as_default(step=current):
