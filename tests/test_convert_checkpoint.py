@@ -503,3 +503,9 @@ def test_the_trainer_starts_without_safetensors_and_names_it_for_hugging_face(tm
         done.stdout
     )
     assert "pip install safetensors" in done.stdout
+
+
+def test_read_config_reads_no_tensors(tmp_path):
+    assert checkpoints.read_config(MINILM_DIR) == checkpoints.read(MINILM_DIR).config
+    with pytest.raises(FileNotFoundError):
+        checkpoints.read_config(str(tmp_path / "nothing"))

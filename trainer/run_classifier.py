@@ -109,7 +109,7 @@ def _model_config_and_vocab(config: ClassifierConfig) -> tuple[BertConfig, str]:
     if config.bert_config_file:
         bert = BertConfig.from_json_file(config.bert_config_file)
     elif folder:
-        bert = checkpoints.read(config.init_checkpoint).config
+        bert = checkpoints.read_config(config.init_checkpoint)
     else:
         raise ValueError("--bert_config_file is required without an --init_checkpoint")
     vocab_file = config.vocab_file

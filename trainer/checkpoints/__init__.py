@@ -33,12 +33,14 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from contracts import storage
 from trainer import modeling
 from trainer.checkpoints.google import read_google, write_google
-from trainer.checkpoints.huggingface import read_huggingface, write_huggingface
+from trainer.checkpoints.huggingface import huggingface_config, read_huggingface, write_huggingface
 from trainer.checkpoints.layout import (
     BERT_CONFIG_FILE,
     FORMATS,
+    HUGGINGFACE_CONFIG_FILE,
     PARTS,
     VOCAB_FILE,
     BertConfig,
@@ -48,6 +50,7 @@ from trainer.checkpoints.layout import (
     architecture_differences,
     check_weights,
     checkpoint_prefix,
+    config_beside,
     detect_format,
     google_variable_shapes,
     huggingface_name,
@@ -102,6 +105,24 @@ def read(
         f"; dropped {len(weights.dropped)} tensors of training state" if weights.dropped else "",
     )
     return weights
+
+
+def read_config(path: str, *, format: str = "auto") -> BertConfig:
+    """The config stored with a checkpoint, without reading its tensors: a Hugging Face
+    folder's config.json, else the bert_config.json (or the trainer's config.json) beside it.
+
+    Raises:
+      ConfigNotFoundError: the checkpoint stores none. ValueError: an unreadable config.
+    """
+    if format == "auto":
+        format = detect_format(path)
+    if format == "huggingface":
+        folder = path.rstrip("/")
+        if folder.endswith(".safetensors"):
+            folder = storage.dirname(folder)
+        return huggingface_config(storage.join(folder, HUGGINGFACE_CONFIG_FILE))
+    prefix = checkpoint_prefix(path)
+    return config_beside(prefix, source=prefix)
 
 
 def write(weights: Weights, output_dir: str, *, format: str) -> list[str]:
@@ -211,6 +232,7 @@ def build_encoder(weights: Weights) -> modeling.BertEncoder:
 
 
 __all__ = [
+    "read_config",
     "BERT_CONFIG_FILE",
     "CheckpointMismatchError",
     "ConfigNotFoundError",
