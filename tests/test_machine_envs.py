@@ -15,6 +15,7 @@ import pytest
 
 from launch import sample_data
 from tests import machine_envs
+from tests.conftest import skip_unless_ci
 
 pytestmark = pytest.mark.slow  # ~2 min: six TensorFlow processes
 
@@ -24,10 +25,7 @@ def tpu_vm_python() -> str:
     env_dir = machine_envs.tpu_vm_env_dir()
     python = env_dir / "bin" / "python"
     if not python.exists():
-        reason = f"no TPU VM environment in {env_dir}: run make machine-envs"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        skip_unless_ci(f"no TPU VM environment in {env_dir}: run make machine-envs")
     return str(python)
 
 
