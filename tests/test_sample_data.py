@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bz2
 import functools
-import hashlib
 import http.server
 import shutil
 import subprocess
@@ -16,15 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from contracts import storage
 from launch import sample_data
 from pipeline import multistream, wikipedia_dump
 from tests.test_wikipedia import dump_xml, page_xml
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
@@ -54,11 +50,13 @@ def test_fetch_gives_the_data_folder_files_and_builds_the_multistream_copy(
     said: list[str] = []
     out = sample_data.fetch_sample(tmp_path / "sample", log=said.append)
     for name, (_, pinned) in sample_data.SOURCES.items():
-        assert sha256(out / name) == pinned == sha256(data_dir / name), name
+        assert storage.sha256(str(out / name)) == pinned == storage.sha256(str(data_dir / name)), (
+            name
+        )
     # Built here by pipeline.multistream, byte for byte the shared copy and its index.
     for name in (sample_data.WIKI_MULTISTREAM, sample_data.WIKI_MULTISTREAM_INDEX):
-        assert sha256(out / name) == sha256(data_dir / name), name
-    assert sha256(out / sample_data.UNCASED_VOCAB) == sample_data.VOCAB_SHA256
+        assert storage.sha256(str(out / name)) == storage.sha256(str(data_dir / name)), name
+    assert storage.sha256(str(out / sample_data.UNCASED_VOCAB)) == sample_data.VOCAB_SHA256
     assert sum("fetching" in line for line in said) == len(sample_data.SOURCES)
     assert any("pipeline.multistream" in line for line in said)
     # A second run finds everything in place and fetches nothing.
