@@ -44,12 +44,6 @@ def _check_new_folder(output_dir: str) -> None:
         )
 
 
-def _input_folder(path: str) -> str:
-    """The folder of a checkpoint path (a folder itself, or a prefix / file inside one)."""
-    stripped = path.rstrip("/")
-    return stripped if storage.isdir(stripped) else storage.dirname(stripped)
-
-
 def convert(
     input_path: str,
     output_dir: str,
@@ -92,7 +86,7 @@ def convert(
         input_path, format=input_format, config=config, allow_unexpected=allow_unexpected
     )
     if not vocab_file:
-        candidate = storage.join(_input_folder(input_path), checkpoints.VOCAB_FILE)
+        candidate = storage.join(checkpoints.checkpoint_folder(input_path), checkpoints.VOCAB_FILE)
         vocab_file = candidate if storage.exists(candidate) else None
     vocab_text = None
     if vocab_file:

@@ -94,18 +94,13 @@ def _task(config: ClassifierConfig) -> glue.Task:
     )
 
 
-def _checkpoint_folder(path: str) -> str:
-    stripped = path.rstrip("/")
-    return stripped if storage.isdir(stripped) else storage.dirname(stripped)
-
-
 def _model_config_and_vocab(config: ClassifierConfig) -> tuple[BertConfig, str]:
     """The model config and vocab: the flags', else the checkpoint's own.
 
     Raises:
       ValueError: neither gives one; the message says which flag to pass.
     """
-    folder = _checkpoint_folder(config.init_checkpoint) if config.init_checkpoint else ""
+    folder = checkpoints.checkpoint_folder(config.init_checkpoint) if config.init_checkpoint else ""
     if config.bert_config_file:
         bert = BertConfig.from_json_file(config.bert_config_file)
     elif folder:

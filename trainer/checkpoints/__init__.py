@@ -49,6 +49,7 @@ from trainer.checkpoints.layout import (
     Weights,
     architecture_differences,
     check_weights,
+    checkpoint_folder,
     checkpoint_prefix,
     config_beside,
     detect_format,
@@ -232,6 +233,7 @@ def build_encoder(weights: Weights) -> modeling.BertEncoder:
 
 
 __all__ = [
+    "checkpoint_folder",
     "read_config",
     "BERT_CONFIG_FILE",
     "CheckpointMismatchError",

@@ -281,6 +281,12 @@ def check_weights(
 # ---- finding checkpoints and configs -----------------------------------------------------
 
 
+def checkpoint_folder(path: str) -> str:
+    """The folder of a checkpoint path (a folder itself, or a prefix / file inside one)."""
+    stripped = path.rstrip("/")
+    return stripped if storage.isdir(stripped) else storage.dirname(stripped)
+
+
 def checkpoint_prefix(path: str) -> str:
     """The prefix of the TensorFlow checkpoint at `path`.
 
