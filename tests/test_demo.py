@@ -24,6 +24,8 @@ def test_stage_commands_chain_outputs_to_inputs():
         "train records",
         "eval records",
         "train BERT",
+        "fine-tune pretrained",
+        "fine-tune random",
     ]
     vocab_flag = "--output=out/vocab/vocab.txt"
     assert vocab_flag in commands["learn vocab"]
@@ -33,6 +35,33 @@ def test_stage_commands_chain_outputs_to_inputs():
     assert "--input_file=out/records/train/*.tfrecord" in train
     assert "--eval_input_file=out/records/eval/*.tfrecord" in train
     assert "--do_eval" in train
+    pretrained, random = commands["fine-tune pretrained"], commands["fine-tune random"]
+    assert "--init_checkpoint=out/model" in pretrained
+    assert not any(flag.startswith("--init_checkpoint") for flag in random)
+    for command in (pretrained, random):
+        assert "--vocab_file=out/vocab/vocab.txt" in command
+        assert "--bert_config_file=out/model/bert_config.json" in command
+    # Everything but the start and the output folder is the same for both runs.
+    differs = set(pretrained) ^ set(random)
+    assert differs == {
+        "--init_checkpoint=out/model",
+        "--output_dir=out/finetune/pretrained",
+        "--output_dir=out/finetune/random",
+    }
+    no_finetune = dict(demo.stage_commands(demo.DemoConfig(output_dir="out", finetune_data="")))
+    assert "fine-tune random" not in no_finetune
+
+
+def test_finetune_verdict_says_plainly_whether_pretraining_helped():
+    def result(accuracy):
+        return {"task": "SST-2", "examples": 872, "accuracy": accuracy}
+
+    ahead = "\n".join(demo.finetune_verdict(result(0.81), result(0.78)))
+    assert "pretrained 0.8100, random init 0.7800" in ahead
+    assert "pretraining helped: +3.0 points" in ahead
+    behind = "\n".join(demo.finetune_verdict(result(0.75), result(0.78)))
+    assert "pretraining did NOT help here (-3.0 points)" in behind
+    assert "not run" in demo.finetune_verdict(None, None)[0]
 
 
 def test_read_eval_results(tmp_path):
@@ -42,7 +71,7 @@ def test_read_eval_results(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_chain_on_a_small_slice(tmp_path, data_dir):
+def test_demo_chain_on_a_small_slice(tmp_path, data_dir, fixtures_dir):
     out = tmp_path / "demo"
     completed = subprocess.run(
         [
@@ -54,6 +83,7 @@ def test_demo_chain_on_a_small_slice(tmp_path, data_dir):
             "--num_train_steps=20",
             "--vocab_size=2000",
             "--dupe_factor=1",
+            f"--finetune_data={fixtures_dir / 'glue' / 'SST-2'}",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -74,3 +104,9 @@ def test_demo_chain_on_a_small_slice(tmp_path, data_dir):
     assert (out / "curves.png").stat().st_size > 10_000
     assert "Demo finished." in completed.stdout
     assert "masked_lm_accuracy" in completed.stdout
+    # Both fine-tuning runs, on the hand-written SST-2 fixture, side by side in the summary.
+    for name in ("pretrained", "random"):
+        record = json.loads((out / "finetune" / name / "eval_results.json").read_text())
+        assert record["task"] == "SST-2" and record["examples"] == 2
+    assert "SST-2 dev accuracy (2 examples): pretrained" in completed.stdout
+    assert "pretraining helped" in completed.stdout or "did NOT help" in completed.stdout

@@ -137,7 +137,11 @@ def _loss(logits: tf.Tensor, labels: tf.Tensor, *, regression: bool) -> tf.Tenso
 def predict(model, features, *, batch_size: int) -> np.ndarray:
     """Logits of every example, float32 [n, num_labels], in order."""
     dataset = _dataset(features, batch_size=batch_size, shuffle_seed=None)
-    step = tf.function(lambda inputs: model(inputs, training=False))
+    # One compiled function per model, not one per call: evaluation runs every epoch.
+    step = getattr(model, "_predict_step", None)
+    if step is None:
+        step = tf.function(lambda inputs: model(inputs, training=False))
+        model._predict_step = step
     return np.concatenate([step(inputs).numpy() for inputs, _ in dataset], axis=0)
 
 
@@ -158,6 +162,29 @@ def evaluate(task, model, splits, *, batch_size: int) -> dict:
             "examples": len(examples),
         }
     return results
+
+
+def create_model(config: ClassifierConfig, bert: BertConfig, *, num_labels: int, strategy):
+    """The classifier (random head, seeded), its optimizer (google-research/bert's AdamW) and
+    the update counter, built under `strategy`."""
+    with strategy.scope():
+        model = classifier.BertClassifier(
+            bert,
+            num_labels=num_labels,
+            seed=config.seed,
+            dtype="mixed_bfloat16" if config.mixed_precision == "bf16" else "float32",
+        )
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        variables = list(model.trainable_weights)
+        optimizer = optimization.create_optimizer(
+            "adamw",
+            [v.value if hasattr(v, "value") else v for v in variables],
+            weight_decay_rate=config.weight_decay_rate,
+            beta_1=0.9,
+            beta_2=0.999,
+            epsilon=1e-6,
+        )
+    return model, optimizer, step
 
 
 def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
@@ -201,23 +228,7 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
         + "\n",
     )
     num_labels = 1 if task.is_regression else len(task.labels)
-    with strategy.scope():
-        model = classifier.BertClassifier(
-            bert,
-            num_labels=num_labels,
-            seed=config.seed,
-            dtype="mixed_bfloat16" if config.mixed_precision == "bf16" else "float32",
-        )
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        variables = list(model.trainable_weights)
-        optimizer = optimization.create_optimizer(
-            "adamw",
-            [v.value if hasattr(v, "value") else v for v in variables],
-            weight_decay_rate=config.weight_decay_rate,
-            beta_1=0.9,
-            beta_2=0.999,
-            epsilon=1e-6,
-        )
+    model, optimizer, step = create_model(config, bert, num_labels=num_labels, strategy=strategy)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
     manager = tf.train.CheckpointManager(checkpoint, config.output_dir, max_to_keep=2)
     if manager.latest_checkpoint:
@@ -262,15 +273,20 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
     return results
 
 
-def _train(config, task, model, optimizer, step, manager, features, dev, *, strategy) -> dict:
-    examples = len(features["label_ids"])
-    steps_per_epoch = max(1, examples // config.train_batch_size)
-    num_train_steps = max(1, math.ceil(steps_per_epoch * config.num_train_epochs))
-    num_warmup_steps = int(num_train_steps * config.warmup_proportion)
-    dataset = strategy.experimental_distribute_dataset(
-        _dataset(features, batch_size=config.train_batch_size, shuffle_seed=config.seed)
-    )
-    regression = task.is_regression
+def make_train_step(
+    config: ClassifierConfig,
+    model,
+    optimizer,
+    step: tf.Variable,
+    *,
+    regression: bool,
+    num_train_steps: int,
+    num_warmup_steps: int,
+    strategy,
+):
+    """The compiled update: `train_step(iterator)` takes the next global batch of a distributed
+    dataset of (features, labels), applies one AdamW update (warmup then linear decay, global
+    norm clipping) and returns the batch's mean loss."""
     variables = list(model.trainable_weights)
 
     def replica_step(inputs, labels):
@@ -299,6 +315,28 @@ def _train(config, task, model, optimizer, step, manager, features, dev, *, stra
     def train_step(iterator):
         losses = strategy.run(replica_step, args=next(iterator))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    return train_step
+
+
+def _train(config, task, model, optimizer, step, manager, features, dev, *, strategy) -> dict:
+    examples = len(features["label_ids"])
+    steps_per_epoch = max(1, examples // config.train_batch_size)
+    num_train_steps = max(1, math.ceil(steps_per_epoch * config.num_train_epochs))
+    num_warmup_steps = int(num_train_steps * config.warmup_proportion)
+    dataset = strategy.experimental_distribute_dataset(
+        _dataset(features, batch_size=config.train_batch_size, shuffle_seed=config.seed)
+    )
+    train_step = make_train_step(
+        config,
+        model,
+        optimizer,
+        step,
+        regression=task.is_regression,
+        num_train_steps=num_train_steps,
+        num_warmup_steps=num_warmup_steps,
+        strategy=strategy,
+    )
 
     writer = tf.summary.create_file_writer(storage.join(config.output_dir, "train"))
     eval_writer = tf.summary.create_file_writer(storage.join(config.output_dir, "eval"))
