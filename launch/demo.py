@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shlex
 import shutil
@@ -170,8 +171,17 @@ def finetune_verdict(pretrained: dict | None, random: dict | None) -> list[str]:
         f"  fine-tuning   {pretrained['task']} dev accuracy ({pretrained['examples']} examples): "
         f"pretrained {a:.4f}, random init {b:.4f}"
     ]
-    if a > b:
+    # Two standard errors of a difference of two accuracies on the same dev set: a smaller
+    # gap could be chance.
+    noise = 2 * math.sqrt(2 * max(a, b) * (1 - max(a, b)) / max(1, pretrained["examples"]))
+    if a - b > noise:
         lines.append(f"                pretraining helped: +{100 * (a - b):.1f} points")
+    elif a > b:
+        lines.append(
+            f"                pretrained ahead by +{100 * (a - b):.1f} points, within the noise "
+            f"of {pretrained['examples']} dev examples (±{100 * noise:.1f}): pretrain longer or "
+            "on more text for a clear lead"
+        )
     else:
         lines.append(
             f"                pretraining did NOT help here ({100 * (a - b):+.1f} points): the "

@@ -338,3 +338,43 @@ def test_tokenize_command(tmp_path):
         text=True,
     )
     assert missing.returncode != 0 and f"{tmp_path}/nope" in missing.stderr
+
+
+@pytest.mark.parametrize("max_seq_length", [6, 9, 16, 64])
+def test_pack_tensor_packs_and_truncates_as_classifier_features(uncased, max_seq_length):
+    # The in-graph packing (serving exports) and the Python one (run_classifier's features)
+    # must give the same ids, or a served model sees other inputs than it was trained on.
+    from trainer import classifier_features, glue
+
+    pairs = [
+        ("A short one.", "And a much, much longer second sentence than the first one is."),
+        ("The first sentence is the longer of the two here, by far.", "Short."),
+        ("Equal length here", "same length there"),
+        ("", "Only the second segment has words."),
+        ("Ünïcödé accents and CJK 中文 too", "tiny"),
+    ]
+    examples = [
+        glue.Example(guid=str(i), text_a=a, text_b=b, label=None) for i, (a, b) in enumerate(pairs)
+    ]
+    singles = [
+        glue.Example(guid=str(i), text_a=a, text_b=None, label=None)
+        for i, (a, _) in enumerate(pairs)
+    ]
+    for batch, texts_b in ((examples, [b for _, b in pairs]), (singles, None)):
+        expected = classifier_features.encode(
+            batch, uncased, max_seq_length=max_seq_length, labels=()
+        )
+        packed = uncased.pack_tensor(
+            tf.constant([a for a, _ in pairs]),
+            None if texts_b is None else tf.constant(texts_b),
+            max_seq_length=max_seq_length,
+        )
+        width = packed["input_word_ids"].shape[1]
+        assert width <= max_seq_length
+        assert expected["input_mask"][:, width:].sum() == 0  # padded to the longest only
+        for ours, theirs in (
+            ("input_word_ids", "input_ids"),
+            ("input_mask", "input_mask"),
+            ("input_type_ids", "segment_ids"),
+        ):
+            np.testing.assert_array_equal(packed[ours].numpy(), expected[theirs][:, :width])

@@ -226,6 +226,57 @@ class BertTokenizer:
         )
         return self._word_tokenizer.tokenize(words).merge_dims(1, 2)
 
+    def pack_tensor(
+        self, texts_a: tf.Tensor, texts_b: tf.Tensor | None = None, *, max_seq_length: int
+    ) -> dict[str, tf.Tensor]:
+        """Tokenizes and packs one or two segments per example, as TensorFlow ops: `[CLS] A
+        [SEP]` or `[CLS] A [SEP] B [SEP]`, cut to `max_seq_length` as google-research/bert's
+        run_classifier cuts (`_truncate_seq_pair`: the longer segment loses its last token, B on
+        a tie, until the pair fits), padded to the longest example of the batch.
+
+        Returns:
+          {"input_word_ids", "input_mask", "input_type_ids"}: int32 [batch, seq], seq <=
+          max_seq_length.
+        """
+        pieces_a = self.tokenize_tensor(texts_a)
+        length_a = pieces_a.row_lengths()
+        batch = tf.shape(texts_a, out_type=tf.int64)[0]
+        if texts_b is None:
+            keep_a = tf.minimum(length_a, max_seq_length - 2)
+            segments = [pieces_a]
+            keeps = [keep_a]
+        else:
+            pieces_b = self.tokenize_tensor(texts_b)
+            length_b = pieces_b.row_lengths()
+            # trainer.classifier_features.truncation's arithmetic, on every row at once.
+            excess = tf.maximum(length_a + length_b - (max_seq_length - 3), 0)
+            difference = tf.minimum(tf.abs(length_a - length_b), excess)
+            a = tf.where(length_a > length_b, length_a - difference, length_a)
+            b = tf.where(length_a > length_b, length_b, length_b - difference)
+            excess -= difference
+            keeps = [a - excess // 2, b - (excess + 1) // 2]
+            segments = [pieces_a, pieces_b]
+
+        def first(pieces: tf.RaggedTensor, keep: tf.Tensor) -> tf.RaggedTensor:
+            positions = tf.ragged.range(pieces.row_lengths())
+            return tf.ragged.boolean_mask(pieces, positions < tf.expand_dims(keep, 1))
+
+        def column(token_id: int) -> tf.RaggedTensor:  # [batch, 1]
+            return tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(token_id, tf.int32)))
+
+        parts, types = [column(self.cls_id)], [column(0)]  # [CLS] is of segment 0, as is A
+        for index, (pieces, keep) in enumerate(zip(segments, keeps, strict=True)):
+            kept = tf.concat([first(pieces, keep), column(self.sep_id)], axis=1)
+            parts.append(kept)
+            types.append(tf.ones_like(kept) * index)
+        ids = tf.concat(parts, axis=1)
+        type_ids = tf.concat(types, axis=1)
+        return {
+            "input_word_ids": ids.to_tensor(default_value=self.pad_id),
+            "input_mask": tf.ones_like(ids).to_tensor(default_value=0),
+            "input_type_ids": type_ids.to_tensor(default_value=0),
+        }
+
     def id_to_token(self, ids: Sequence[int] | np.ndarray) -> list[str]:
         """The tokens of `ids` (any sequence or 1-D array of ints)."""
         tokens = self._tokens

@@ -142,17 +142,8 @@ class BertEncoderExport(tf.Module):
 
     def _encode_text(self, text):
         """string [batch] -> the encoder outputs plus the int32 [batch, seq] inputs made."""
-        tokenizer = self._tokenizer
-        pieces = tokenizer.tokenize_tensor(text)[:, : self._max_seq_length - 2]
-        batch = tf.shape(text)[0]
-
-        def column(token_id):  # [batch, 1] ragged column of one id
-            return tf.RaggedTensor.from_tensor(tf.fill([batch, 1], tf.constant(token_id, tf.int32)))
-
-        ids = tf.concat([column(tokenizer.cls_id), pieces, column(tokenizer.sep_id)], axis=1)
-        input_word_ids = ids.to_tensor(default_value=tokenizer.pad_id)
-        input_mask = tf.ones_like(ids).to_tensor(default_value=0)
-        input_type_ids = tf.zeros_like(input_word_ids)
+        inputs = self._tokenizer.pack_tensor(text, max_seq_length=self._max_seq_length)
+        input_word_ids, input_mask, input_type_ids = (inputs[name] for name in _INPUT_NAMES)
         outputs = self.serve(input_word_ids, input_mask, input_type_ids)
         return {
             **outputs,

@@ -40,6 +40,8 @@ from trainer import (
 from trainer.config import STRATEGIES, BertConfig
 
 CLASSIFIER_CONFIG_FILE = "classifier_config.json"
+# The vocab the run tokenized with, copied into --output_dir so the folder is self-contained.
+VOCAB_FILE = "vocab.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,20 +80,28 @@ class ClassifierConfig:
     file_extension: str = ".tsv"  # custom task only: .tsv or .csv
 
 
-def _task(config: ClassifierConfig) -> glue.Task:
+def _task(config: ClassifierConfig, *, labels: Sequence[str] | None = None) -> glue.Task:
+    """The config's task; a custom task's labels are read from its train file unless given."""
     if config.task_name.lower() != "custom":
         return glue.task_by_name(config.task_name)
     columns = [c.strip() for c in config.text_columns.split(",") if c.strip()]
     if not 1 <= len(columns) <= 2:
         raise ValueError(f"--text_columns={config.text_columns!r}: name one or two columns")
-    train = storage.join(config.data_dir, f"train{config.file_extension}")
+    if labels is None:
+        train = storage.join(config.data_dir, f"train{config.file_extension}")
+        labels = glue.labels_of(train, column=config.label_column)
     return glue.custom_task(
         text_a=columns[0],
         text_b=columns[1] if len(columns) > 1 else None,
         label=config.label_column,
-        labels=glue.labels_of(train, column=config.label_column),
+        labels=labels,
         extension=config.file_extension,
     )
+
+
+def task_of(record: dict) -> glue.Task:
+    """The task of a run, from its classifier_config.json record."""
+    return _task(ClassifierConfig(**record["flags"]), labels=record["labels"])
 
 
 def _model_config_and_vocab(config: ClassifierConfig) -> tuple[BertConfig, str]:
@@ -211,6 +221,9 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
         )
 
     storage.makedirs(config.output_dir)
+    vocab_copy = storage.join(config.output_dir, VOCAB_FILE)
+    if vocab_file != vocab_copy:  # (a rerun may pass the copy itself)
+        storage.atomic_write(vocab_copy, storage.read_bytes(vocab_file))
     storage.atomic_write(
         storage.join(config.output_dir, CLASSIFIER_CONFIG_FILE),
         json.dumps(
