@@ -71,10 +71,10 @@ class Settings:
 
     @property
     def num_examples(self) -> int:
-        with np.load(Path(self.scratch_features)) as archive:
-            total = len(archive["train_label_ids"])
+        total = self.train_size
         return min(total, self.train_examples) if self.train_examples else total
 
+    train_size: int = 0  # examples in train.tsv
     scratch_features: str = ""
 
 
@@ -99,6 +99,11 @@ def batches(features: dict, settings: Settings, *, count: int):
             name: features[f"train_{name}"][chosen]
             for name in ("input_ids", "input_mask", "segment_ids", "label_ids")
         }
+
+
+def _progress(side: str, index: int, steps: int) -> None:
+    if (index + 1) % 50 == 0 or index + 1 == steps:
+        print(f"{side}: update {index + 1}/{steps}", file=sys.stderr, flush=True)
 
 
 def _features(settings: Settings) -> dict[str, np.ndarray]:
@@ -183,6 +188,7 @@ def child_ours(settings: Settings, scratch: Path) -> dict:
         if index == 5:
             started = time.perf_counter()
         losses.append(float(train_step(batches_in)))
+        _progress("ours", index, settings.steps)
     train_seconds = time.perf_counter() - started
     dev = {
         "input_ids": features["dev_input_ids"],
@@ -264,7 +270,8 @@ def child_huggingface(settings: Settings, scratch: Path) -> dict:
             norm = math.sqrt(sum(g.double().square().sum().item() for g in gradients))
             torch._foreach_mul_(gradients, 1.0 / max(norm, 1.0))
             optimizer.step()
-            losses.append(float(output.loss))
+            losses.append(float(output.loss.detach()))
+            _progress("Hugging Face", index, settings.steps if count > settings.lockstep else count)
         return losses, (time.perf_counter() - started) if started else float("nan")
 
     model, optimizer = build(dropout=False)
@@ -416,14 +423,15 @@ def main() -> None:
             lockstep=args.lockstep,
             max_seq_length=args.max_seq_length,
         )
-        settings = dataclasses.replace(
-            settings, scratch_features=prepare_features(settings, scratch)
-        )
-        if settings.steps <= 5 or math.isnan(settings.steps):
+        features = prepare_features(settings, scratch)
+        with np.load(features) as archive:
+            train_size = len(archive["train_label_ids"])
+        settings = dataclasses.replace(settings, scratch_features=features, train_size=train_size)
+        if settings.steps <= 5:
             raise SystemExit("--train_examples: too few for a measurement")
         ours = run_child("ours", settings, scratch)
         theirs = run_child("huggingface", settings, scratch)
-    print(report(settings, ours, theirs))
+        print(report(settings, ours, theirs))
 
 
 if __name__ == "__main__":
