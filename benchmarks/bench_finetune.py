@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -79,13 +80,6 @@ class Settings:
 
 
 # ---- shared by both sides -------------------------------------------------------------------
-
-
-def learning_rate(step: int, *, peak: float, steps: int, warmup: int) -> float:
-    """trainer.optimization.learning_rate in plain Python (Google's curve)."""
-    if warmup > 0 and step < warmup:
-        return peak * step / warmup
-    return peak * (1.0 - min(step, steps) / steps)
 
 
 def batches(features: dict, settings: Settings, *, count: int):
@@ -218,7 +212,7 @@ def child_ours(settings: Settings, scratch: Path) -> dict:
 def child_huggingface(settings: Settings, scratch: Path) -> dict:
     import torch
     import transformers
-    from bench_learning_parity import BertAdamW, decays_weight
+    from bench_learning_parity import BertAdamW, bert_learning_rate, decays_weight
 
     torch.set_num_threads(2)
     torch.manual_seed(settings.seed)
@@ -245,7 +239,12 @@ def child_huggingface(settings: Settings, scratch: Path) -> dict:
         )
         return model, optimizer
 
-    warmup = int(settings.steps * settings.warmup_proportion)
+    # The fields bench_learning_parity's copy of the trainer's schedule reads.
+    schedule = types.SimpleNamespace(
+        learning_rate=settings.learning_rate,
+        steps=settings.steps,
+        warmup_steps=int(settings.steps * settings.warmup_proportion),
+    )
 
     def train(model, optimizer, count: int) -> tuple[list[float], float]:
         losses, started = [], None
@@ -253,9 +252,7 @@ def child_huggingface(settings: Settings, scratch: Path) -> dict:
             if index == 5:
                 started = time.perf_counter()
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(
-                    index, peak=settings.learning_rate, steps=settings.steps, warmup=warmup
-                )
+                group["lr"] = bert_learning_rate(index, schedule)
             output = model(
                 input_ids=torch.from_numpy(batch["input_ids"]).long(),
                 attention_mask=torch.from_numpy(batch["input_mask"]).long(),

@@ -295,10 +295,10 @@ def summarize(config: DemoConfig, seconds: dict[str, float]) -> str:
     for name in ("masked_lm_accuracy", "next_sentence_accuracy", "masked_lm_loss", "mlm_loss"):
         if name in results:
             lines.append(f"  eval {name:<22} {results[name]:.4f}")
-    if config.finetune_data:
-        lines += finetune_verdict(
-            *(_eval_results(finetune_dir(config, n)) for n in ("pretrained", "random"))
-        )
+    # (Without fine-tuning data there are no results, and the verdict says it did not run.)
+    lines += finetune_verdict(
+        *(_eval_results(finetune_dir(config, n)) for n in ("pretrained", "random"))
+    )
     lines += [
         "  time          "
         + ", ".join(f"{stage} {secs:.0f}s" for stage, secs in seconds.items())

@@ -29,7 +29,7 @@ from absl import flags, logging
 from contracts import command_line, metadata, storage
 from trainer import classifier, run_classifier
 from trainer.config import BertConfig
-from trainer.export_saved_model import _save_or_remove, _tokenizer, _Untracked
+from trainer.export_saved_model import Untracked, save_complete, text_tokenizer
 
 FLAGS = flags.FLAGS
 
@@ -39,7 +39,7 @@ class ClassifierExport(tf.Module):
 
     def __init__(self, model, *, tokenizer, vocab_file: str, labels, max_seq_length: int, pair):
         super().__init__(name="bert_classifier")
-        self._model = _Untracked(model)  # as in export_saved_model: variables tracked, not Keras
+        self._model = Untracked(model)  # as in export_saved_model: variables tracked, not Keras
         self.model_variables = [v.value if hasattr(v, "value") else v for v in model.weights]
         self._tokenizer = tokenizer
         self._max_seq_length = max_seq_length
@@ -106,14 +106,14 @@ def export_classifier(model_dir: str, output: str) -> str:
     task = run_classifier.task_of(record)
     module = ClassifierExport(
         load_classifier(model_dir, record),
-        tokenizer=_tokenizer(vocab_file, do_lower_case=record["do_lower_case"]),
+        tokenizer=text_tokenizer(vocab_file, do_lower_case=record["do_lower_case"]),
         vocab_file=vocab_file,
         labels=record["labels"],
         max_seq_length=record["max_seq_length"],
         pair=task.train.text_b is not None,
     )
     signature = module.serve.get_concrete_function()
-    _save_or_remove(module, output, signatures={"serving_default": signature})
+    save_complete(module, output, signatures={"serving_default": signature})
     metadata.write(
         output,
         command="trainer.export_classifier",

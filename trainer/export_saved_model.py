@@ -37,14 +37,14 @@ TEXT_SIGNATURE = "serve_text"
 _INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
-class _Untracked:
+class Untracked:
     """Holds an object out of TensorFlow's automatic dependency tracking."""
 
     def __init__(self, layer):
         self.layer = layer
 
 
-def _tokenizer(vocab_file: str, *, do_lower_case: bool):
+def text_tokenizer(vocab_file: str, *, do_lower_case: bool):
     """The in-graph tokenizer, imported here: only an export with a vocab needs tensorflow-text
     (which a TPU or GPU VM the launchers set up does not have).
 
@@ -85,7 +85,7 @@ class BertEncoderExport(tf.Module):
         # The Keras layer itself is kept out of the saved object graph (Keras 3 lists hide the
         # transformer layers from it, and walking Keras objects makes saving several times
         # slower); its TensorFlow variables, which the traced functions capture, are tracked.
-        self._encoder = _Untracked(encoder)
+        self._encoder = Untracked(encoder)
         self.variables_by_name = {
             name: variable.value
             for name, variable in modeling.google_variable_names(encoder).items()
@@ -198,7 +198,7 @@ def export_saved_model(
                 f"max_seq_length {max_seq_length} must be between 2 and the model's "
                 f"max_position_embeddings {config.max_position_embeddings}"
             )
-        tokenizer = _tokenizer(vocab_file, do_lower_case=do_lower_case)
+        tokenizer = text_tokenizer(vocab_file, do_lower_case=do_lower_case)
         if tokenizer.vocab_size != config.vocab_size:
             raise ValueError(
                 f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
@@ -212,21 +212,7 @@ def export_saved_model(
     if tokenizer is not None:
         signatures[TEXT_SIGNATURE] = module.serve_text.get_concrete_function()
     logging.info("saving the SavedModel (%s)", ", ".join(signatures))
-    if storage.is_remote(output_dir):
-        # Object stores have no folder rename (TensorFlow's GCS filesystem would copy object
-        # by object, no more atomic than writing in place): save into output_dir itself;
-        # metadata.json, written last, marks the folder complete.
-        _save_or_remove(module, output_dir, signatures=signatures)
-    else:
-        # Locally, save beside the output under a hidden name and rename it into place, so
-        # that output_dir never holds a partial SavedModel.
-        temporary = storage.temporary_path(output_dir)
-        _save_or_remove(module, temporary, signatures=signatures)
-        try:
-            storage.rmtree(output_dir)  # empty, checked above
-            storage.rename(temporary, output_dir)
-        finally:
-            storage.rmtree(temporary)
+    save_complete(module, output_dir, signatures=signatures)
     files = sorted(
         storage.join(root, file) for root, names in storage.walk(output_dir) for file in names
     )
@@ -247,6 +233,26 @@ def export_saved_model(
     )
     logging.info("wrote %s: signatures %s", output_dir, ", ".join(sorted(signatures)))
     return files
+
+
+def save_complete(module: tf.Module, output_dir: str, *, signatures: dict) -> None:
+    """tf.saved_model.save into `output_dir` (new or empty) so that a failed or killed export
+    never leaves what looks like a whole SavedModel; the caller writes metadata.json last."""
+    if storage.is_remote(output_dir):
+        # Object stores have no folder rename (TensorFlow's GCS filesystem would copy object
+        # by object, no more atomic than writing in place): save into output_dir itself;
+        # metadata.json, written last, marks the folder complete.
+        _save_or_remove(module, output_dir, signatures=signatures)
+        return
+    # Locally, save beside the output under a hidden name and rename it into place, so that
+    # output_dir never holds a partial SavedModel.
+    temporary = storage.temporary_path(output_dir)
+    _save_or_remove(module, temporary, signatures=signatures)
+    try:
+        storage.rmtree(output_dir)  # empty (or absent): the callers check
+        storage.rename(temporary, output_dir)
+    finally:
+        storage.rmtree(temporary)
 
 
 def _save_or_remove(module: tf.Module, path: str, *, signatures: dict) -> None:

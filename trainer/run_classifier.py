@@ -221,9 +221,10 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
         )
 
     storage.makedirs(config.output_dir)
-    vocab_copy = storage.join(config.output_dir, VOCAB_FILE)
-    if vocab_file != vocab_copy:  # (a rerun may pass the copy itself)
-        storage.atomic_write(vocab_copy, storage.read_bytes(vocab_file))
+    # Read whole before the atomic write: safe even when a rerun passes the copy itself.
+    storage.atomic_write(
+        storage.join(config.output_dir, VOCAB_FILE), storage.read_bytes(vocab_file)
+    )
     storage.atomic_write(
         storage.join(config.output_dir, CLASSIFIER_CONFIG_FILE),
         json.dumps(
