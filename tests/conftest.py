@@ -83,3 +83,49 @@ def gcs_bucket():
 def gcs_dir(gcs_bucket) -> str:
     """A fresh, empty `gs://` folder on the local server, unique to the test."""
     return f"gs://{gcs_bucket}/{uuid.uuid4().hex[:12]}"
+
+
+_GOOD = ["a good film", "great acting", "a wonderful story", "good fun", "a great cast"]
+_BAD = ["a bad film", "awful acting", "a dull story", "bad fun", "a terrible cast"]
+
+
+def write_sentiment_task(folder: Path, *, repeat: int = 4) -> Path:
+    """A hand-made task in SST-2's format: 10 sentences, each `repeat` times with a distinct
+    suffix, as train.tsv and dev.tsv (the same rows)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["sentence\tlabel"]
+    for copy in range(repeat):
+        rows += [f"{s} {'!' * copy}\t1" for s in _GOOD]
+        rows += [f"{s} {'!' * copy}\t0" for s in _BAD]
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sst2_run(tmp_path_factory) -> Path:
+    """A run_classifier --output_dir: BERT-tiny (2 layers, hidden 128, random init) fine-tuned
+    on write_sentiment_task's 40 sentences. Shared: use it read-only (its feature cache
+    aside)."""
+    from trainer import config as config_lib
+    from trainer import distribution, run_classifier
+
+    root = tmp_path_factory.mktemp("tiny_sst2")
+    data = write_sentiment_task(root / "data")
+    bert = config_lib.model_config("tiny", vocab_size=30522)
+    (root / "bert_config.json").write_text(bert.to_json_string())
+    config = run_classifier.ClassifierConfig(
+        task_name="SST-2",
+        data_dir=str(data),
+        output_dir=str(root / "run"),
+        bert_config_file=str(root / "bert_config.json"),
+        vocab_file=UNCASED_VOCAB,
+        max_seq_length=16,
+        train_batch_size=8,
+        num_train_epochs=3.0,
+        learning_rate=1e-3,
+        do_train=True,
+        strategy="one_device",
+    )
+    run_classifier.run(config, strategy=distribution.get_strategy("one_device"))
+    return root / "run"

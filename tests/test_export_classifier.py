@@ -89,7 +89,7 @@ def test_exported_model_answers_raw_text_as_run_classifier_predicts(
         examples, tokenizer, max_seq_length=16, labels=task.labels
     )
     record = json.loads((tmp_path / "run" / run_classifier.CLASSIFIER_CONFIG_FILE).read_text())
-    model = export_classifier.load_classifier(config.output_dir, record)
+    model = run_classifier.load_classifier(config.output_dir, record)
     logits = run_classifier.predict(model, features, batch_size=8)
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 

@@ -47,6 +47,11 @@ class BertClassifier(keras.Model):
 
     def call(self, inputs, training=False, dropout_seed=None):
         pooled = self.bert(inputs, training=training, dropout_seed=dropout_seed)["pooled_output"]
+        return self.head(pooled, training=training, dropout_seed=dropout_seed)
+
+    def head(self, pooled, training=False, dropout_seed=None):
+        """Dropout (in training) and the classifier layer on the pooled output: float32
+        logits. For callers that need the encoder's other outputs too (distillation)."""
         if training and self.config.hidden_dropout_prob > 0:
             seed = (
                 tf.random.experimental.stateless_fold_in(dropout_seed, 99)

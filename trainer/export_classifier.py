@@ -20,15 +20,13 @@ nothing of this project's. The vocab travels inside as the asset `vocab_file`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import tensorflow as tf
 from absl import flags, logging
 
 from contracts import command_line, metadata, storage
-from trainer import classifier, run_classifier
-from trainer.config import BertConfig
+from trainer import run_classifier
 from trainer.export_saved_model import Untracked, save_complete, text_tokenizer
 
 FLAGS = flags.FLAGS
@@ -71,33 +69,9 @@ class ClassifierExport(tf.Module):
         }
 
 
-def read_classifier_config(model_dir: str) -> dict:
-    path = storage.join(model_dir, run_classifier.CLASSIFIER_CONFIG_FILE)
-    if not storage.exists(path):
-        raise FileNotFoundError(
-            f"{path}: not found; --model_dir must be a trainer.run_classifier --output_dir"
-        )
-    return json.loads(storage.read_text(path))
-
-
-def load_classifier(model_dir: str, record: dict) -> classifier.BertClassifier:
-    """The fine-tuned classifier in float32, from the latest checkpoint in `model_dir`."""
-    latest = tf.train.latest_checkpoint(model_dir)
-    if latest is None:
-        raise FileNotFoundError(f"{model_dir}: no checkpoint; train it with --do_train first")
-    bert = BertConfig.from_dict(record["bert"])
-    model = classifier.BertClassifier(bert, num_labels=max(1, len(record["labels"])))
-    # The optimizer's slots and the step are in the checkpoint too: not needed here.
-    tf.train.Checkpoint(model=model).restore(
-        latest
-    ).expect_partial().assert_existing_objects_matched()
-    logging.info("restored %s", latest)
-    return model
-
-
 def export_classifier(model_dir: str, output: str) -> str:
     """Writes the SavedModel into `output` (which must not exist); returns it."""
-    record = read_classifier_config(model_dir)
+    record = run_classifier.read_classifier_config(model_dir)
     vocab_file = storage.join(model_dir, run_classifier.VOCAB_FILE)
     if not storage.exists(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: not found (written by run_classifier)")
@@ -105,7 +79,7 @@ def export_classifier(model_dir: str, output: str) -> str:
         raise FileExistsError(f"{output} exists: give a new folder")
     task = run_classifier.task_of(record)
     module = ClassifierExport(
-        load_classifier(model_dir, record),
+        run_classifier.load_classifier(model_dir, record),
         tokenizer=text_tokenizer(vocab_file, do_lower_case=record["do_lower_case"]),
         vocab_file=vocab_file,
         labels=record["labels"],

@@ -346,6 +346,8 @@ class _Encoder(keras.layers.Layer):
         pass
 
     def call(self, hidden, attention_bias, training=False, dropout_seed=None):
+        """The last layer's output, and every layer's ([L] of [batch, seq, hidden])."""
+        outputs = []
         for index, layer in enumerate(self.transformer_layers):
             hidden = layer(
                 hidden,
@@ -353,7 +355,8 @@ class _Encoder(keras.layers.Layer):
                 training=training,
                 dropout_seed=_fold_seed(dropout_seed, index),
             )
-        return hidden
+            outputs.append(hidden)
+        return hidden, outputs
 
 
 class _Pooler(keras.layers.Layer):
@@ -386,8 +389,9 @@ class BertEncoder(keras.layers.Layer):
     """The BERT encoder (google-research/bert's `BertModel`; scope `bert`).
 
     Call on {"input_ids", ["input_mask"], ["segment_ids"]} ([batch, seq] ints); returns
-    {"sequence_output": [batch, seq, hidden], "pooled_output": [batch, hidden]} in the
-    compute dtype.
+    {"sequence_output": [batch, seq, hidden], "pooled_output": [batch, hidden],
+    "hidden_states": L + 1 of [batch, seq, hidden] (the embeddings' output, then each layer's)}
+    in the compute dtype.
     """
 
     def __init__(
@@ -431,12 +435,14 @@ class BertEncoder(keras.layers.Layer):
         hidden = self.embeddings(
             input_ids, segment_ids, training=training, dropout_seed=_fold_seed(dropout_seed, 0)
         )
-        sequence_output = self.encoder(
+        sequence_output, layer_outputs = self.encoder(
             hidden, attention_bias, training=training, dropout_seed=_fold_seed(dropout_seed, 1)
         )
         return {
             "sequence_output": sequence_output,
             "pooled_output": self.pooler(sequence_output),
+            # The embeddings' output, then each transformer layer's (for distillation).
+            "hidden_states": [hidden, *layer_outputs],
         }
 
 

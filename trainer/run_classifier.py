@@ -174,9 +174,93 @@ def evaluate(task, model, splits, *, batch_size: int) -> dict:
     return results
 
 
-def create_model(config: ClassifierConfig, bert: BertConfig, *, num_labels: int, strategy):
+class Objective:
+    """What fine-tuning minimises: by default the task's loss on the labels. trainer.distill
+    passes its own (a teacher's soft targets, hidden-state matching); run() and the train step
+    stay the same."""
+
+    def __init__(self):
+        self.variables: list = []  # the objective's own trainable variables, made by build()
+
+    def build(self, model) -> None:
+        """Makes the objective's own trainable variables (called under the strategy's scope)."""
+
+    def initialize(self, model) -> None:
+        """Sets the model's starting weights, after --init_checkpoint, when not resuming."""
+
+    def loss(self, model, inputs, labels, *, regression: bool, dropout_seed) -> tf.Tensor:
+        """Per-example loss, float32 [batch], in training mode."""
+        logits = model(inputs, training=True, dropout_seed=dropout_seed)
+        return _loss(logits, labels, regression=regression)
+
+    def checkpointed(self) -> dict:
+        """Objects saved in the checkpoint beside the model (resumed with it)."""
+        return {}
+
+    def record(self) -> dict:
+        """Added to classifier_config.json."""
+        return {}
+
+
+def read_classifier_config(model_dir: str) -> dict:
+    path = storage.join(model_dir, CLASSIFIER_CONFIG_FILE)
+    if not storage.exists(path):
+        raise FileNotFoundError(
+            f"{path}: not found; --model_dir must be a trainer.run_classifier --output_dir"
+        )
+    return json.loads(storage.read_text(path))
+
+
+def load_classifier(model_dir: str, record: dict) -> classifier.BertClassifier:
+    """The fine-tuned classifier in float32, from the latest checkpoint in `model_dir`."""
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None:
+        raise FileNotFoundError(f"{model_dir}: no checkpoint; train it with --do_train first")
+    bert = BertConfig.from_dict(record["bert"])
+    model = classifier.BertClassifier(bert, num_labels=max(1, len(record["labels"])))
+    # The optimizer's slots and the step are in the checkpoint too: not needed here.
+    tf.train.Checkpoint(model=model).restore(
+        latest
+    ).expect_partial().assert_existing_objects_matched()
+    logging.info("restored %s", latest)
+    return model
+
+
+def load_split(model_dir: str, record: dict, split: str, *, data_dir: str = ""):
+    """A run's task and the examples and features of one of its splits ("train", "dev": the
+    first dev file, e.g. MNLI's dev_matched), with the run's tokenizer and max_seq_length, from
+    the run's feature cache when it has them. `data_dir` overrides the run's --data_dir."""
+    task = task_of(record)
+    config = ClassifierConfig(**record["flags"])
+    vocab_file = storage.join(model_dir, VOCAB_FILE)
+    if split == "train":
+        extension = config.file_extension if task.name == "custom" else ".tsv"
+        file_name = f"train{extension}"
+    else:
+        file_name = task.dev_files[0]
+    examples, features = classifier_features.load_or_encode(
+        task,
+        storage.join(data_dir or config.data_dir, file_name),
+        split=split,
+        tokenizer=BertTokenizer(vocab_file, do_lower_case=record["do_lower_case"]),
+        vocab_file=vocab_file,
+        max_seq_length=record["max_seq_length"],
+        cache_dir=storage.join(model_dir, "features"),
+    )
+    return task, examples, features
+
+
+def create_model(
+    config: ClassifierConfig,
+    bert: BertConfig,
+    *,
+    num_labels: int,
+    strategy,
+    objective: Objective | None = None,
+):
     """The classifier (random head, seeded), its optimizer (google-research/bert's AdamW) and
-    the update counter, built under `strategy`."""
+    the update counter, built under `strategy`; the objective's own variables are built there
+    too and trained by the same optimizer."""
     with strategy.scope():
         model = classifier.BertClassifier(
             bert,
@@ -186,6 +270,9 @@ def create_model(config: ClassifierConfig, bert: BertConfig, *, num_labels: int,
         )
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         variables = list(model.trainable_weights)
+        if objective is not None:
+            objective.build(model)
+            variables += objective.variables
         optimizer = optimization.create_optimizer(
             "adamw",
             [v.value if hasattr(v, "value") else v for v in variables],
@@ -197,8 +284,15 @@ def create_model(config: ClassifierConfig, bert: BertConfig, *, num_labels: int,
     return model, optimizer, step
 
 
-def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
-    """Fine-tunes, evaluates and predicts as the config says; returns eval_results.json's record."""
+def run(
+    config: ClassifierConfig,
+    *,
+    strategy: tf.distribute.Strategy,
+    objective: Objective | None = None,
+) -> dict:
+    """Fine-tunes, evaluates and predicts as the config says; returns eval_results.json's record.
+    `objective`: what training minimises (default: the task's loss on the labels)."""
+    objective = objective or Objective()
     task = _task(config)
     bert, vocab_file = _model_config_and_vocab(config)
     tokenizer = BertTokenizer(vocab_file, do_lower_case=config.do_lower_case)
@@ -235,6 +329,7 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
                 "do_lower_case": config.do_lower_case,
                 "bert": bert.to_dict(),
                 "flags": dataclasses.asdict(config),
+                **objective.record(),
             },
             indent=2,
             sort_keys=True,
@@ -242,14 +337,20 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
         + "\n",
     )
     num_labels = 1 if task.is_regression else len(task.labels)
-    model, optimizer, step = create_model(config, bert, num_labels=num_labels, strategy=strategy)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    model, optimizer, step = create_model(
+        config, bert, num_labels=num_labels, strategy=strategy, objective=objective
+    )
+    checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=optimizer, step=step, **objective.checkpointed()
+    )
     manager = tf.train.CheckpointManager(checkpoint, config.output_dir, max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
-    elif config.init_checkpoint:
-        checkpoints.load_weights(model.bert, config.init_checkpoint)
+    else:
+        if config.init_checkpoint:
+            checkpoints.load_weights(model.bert, config.init_checkpoint)
+        objective.initialize(model)
     dev = {}
     if config.do_eval:
         dev = {f.rsplit(".", 1)[0]: load(f, "dev") for f in task.dev_files}
@@ -259,7 +360,16 @@ def run(config: ClassifierConfig, *, strategy: tf.distribute.Strategy) -> dict:
             f"train{'.tsv' if task.name != 'custom' else config.file_extension}", "train"
         )
         results = _train(
-            config, task, model, optimizer, step, manager, train_features, dev, strategy=strategy
+            config,
+            task,
+            model,
+            optimizer,
+            step,
+            manager,
+            train_features,
+            dev,
+            strategy=strategy,
+            objective=objective,
         )
     if config.do_eval:
         results = evaluate(task, model, dev, batch_size=config.eval_batch_size)
@@ -297,18 +407,22 @@ def make_train_step(
     num_train_steps: int,
     num_warmup_steps: int,
     strategy,
+    objective: Objective | None = None,
 ):
     """The compiled update: `train_step(iterator)` takes the next global batch of a distributed
     dataset of (features, labels), applies one AdamW update (warmup then linear decay, global
-    norm clipping) and returns the batch's mean loss."""
-    variables = list(model.trainable_weights)
+    norm clipping) to the model's and the objective's variables and returns the batch's mean
+    loss."""
+    objective = objective or Objective()
+    variables = list(model.trainable_weights) + list(objective.variables)  # create_model's
 
     def replica_step(inputs, labels):
         context = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            logits = model(inputs, training=True, dropout_seed=tf.stack([step, 1]))
-            loss = tf.reduce_sum(_loss(logits, labels, regression=regression))
-            loss = loss / config.train_batch_size
+            per_example = objective.loss(
+                model, inputs, labels, regression=regression, dropout_seed=tf.stack([step, 1])
+            )
+            loss = tf.reduce_sum(per_example) / config.train_batch_size
         # Dense gradients (the embedding's arrive as IndexedSlices), then one all-reduce.
         gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
@@ -333,7 +447,9 @@ def make_train_step(
     return train_step
 
 
-def _train(config, task, model, optimizer, step, manager, features, dev, *, strategy) -> dict:
+def _train(
+    config, task, model, optimizer, step, manager, features, dev, *, strategy, objective
+) -> dict:
     examples = len(features["label_ids"])
     steps_per_epoch = max(1, examples // config.train_batch_size)
     num_train_steps = max(1, math.ceil(steps_per_epoch * config.num_train_epochs))
@@ -350,6 +466,7 @@ def _train(config, task, model, optimizer, step, manager, features, dev, *, stra
         num_train_steps=num_train_steps,
         num_warmup_steps=num_warmup_steps,
         strategy=strategy,
+        objective=objective,
     )
 
     writer = tf.summary.create_file_writer(storage.join(config.output_dir, "train"))
