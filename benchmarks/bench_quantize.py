@@ -150,7 +150,7 @@ def measure_litert(name: str, run_dir: str, *, threads: int) -> tuple[list[dict]
         seq = record["max_seq_length"]
         content = quantize.convert(model, max_seq_length=seq, mode=mode, calibration=calibration)
         lite = quantize.LiteModel(content, num_threads=threads)
-        accuracy = quantize.dev_metrics(task, examples, lite.logits(dev))["accuracy"]
+        accuracy = run_classifier.metrics(task, examples, lite.logits(dev))["accuracy"]
         single = quantize._rows(dev, np.arange(LATENCY_RUNS + 5) % len(examples))
         batched = quantize.LiteModel(
             quantize.convert(

@@ -37,7 +37,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from contracts import command_line, metadata, storage
-from trainer import glue_metrics, run_classifier
+from trainer import run_classifier
 
 FLAGS = flags.FLAGS
 
@@ -219,16 +219,6 @@ def main_metric(metric: str) -> str:
     }[metric]
 
 
-def dev_metrics(task, examples, logits: np.ndarray) -> dict[str, float]:
-    labels = [float(e.label) if task.is_regression else e.label for e in examples]
-    predicted = (
-        [float(x) for x in logits[:, 0]]
-        if task.is_regression
-        else [task.labels[i] for i in np.argmax(logits, axis=1)]
-    )
-    return glue_metrics.compute(task.metric, labels, predicted)
-
-
 def _float_outputs(lite: LiteModel) -> dict[str, np.ndarray]:
     """The float (or dequantized int8) output of every op of the last call, by tensor name, in
     the order the ops ran."""
@@ -365,7 +355,7 @@ def quantize(
     for name, payload in (("quantized", content), ("float32", float_content)):
         lite = LiteModel(payload, num_threads=threads)
         logging.info("%s: dev set through LiteRT (%d examples)", name, len(examples))
-        report[f"{name}_metrics"] = dev_metrics(task, examples, lite.logits(dev))
+        report[f"{name}_metrics"] = run_classifier.metrics(task, examples, lite.logits(dev))
         report[f"{name}_latency_ms"] = lite.latency_ms(dev, runs=latency_runs)
     key = main_metric(task.metric)
     loss = report["float32_metrics"][key] - report["quantized_metrics"][key]

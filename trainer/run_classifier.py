@@ -161,17 +161,23 @@ def _predicted(task: glue.Task, logits: np.ndarray) -> list:
     return [task.labels[i] for i in np.argmax(logits, axis=1)]
 
 
+def metrics(task: glue.Task, examples, logits: np.ndarray) -> dict[str, float]:
+    """The task's official metrics of these logits on these labelled examples."""
+    labels = [float(e.label) if task.is_regression else e.label for e in examples]
+    return glue_metrics.compute(task.metric, labels, _predicted(task, logits))
+
+
 def evaluate(task, model, splits, *, batch_size: int) -> dict:
     """{dev file stem: {metric: value, "examples": n}} over the labelled dev splits."""
     results = {}
     for name, (examples, features) in splits.items():
         logits = predict(model, features, batch_size=batch_size)
-        labels = [float(e.label) if task.is_regression else e.label for e in examples]
-        results[name] = {
-            **glue_metrics.compute(task.metric, labels, _predicted(task, logits)),
-            "examples": len(examples),
-        }
+        results[name] = {**metrics(task, examples, logits), "examples": len(examples)}
     return results
+
+
+def _train_file(task: glue.Task, config: ClassifierConfig) -> str:
+    return f"train{config.file_extension if task.name == 'custom' else '.tsv'}"
 
 
 class Objective:
@@ -233,11 +239,7 @@ def load_split(model_dir: str, record: dict, split: str, *, data_dir: str = ""):
     task = task_of(record)
     config = ClassifierConfig(**record["flags"])
     vocab_file = storage.join(model_dir, VOCAB_FILE)
-    if split == "train":
-        extension = config.file_extension if task.name == "custom" else ".tsv"
-        file_name = f"train{extension}"
-    else:
-        file_name = task.dev_files[0]
+    file_name = _train_file(task, config) if split == "train" else task.dev_files[0]
     examples, features = classifier_features.load_or_encode(
         task,
         storage.join(data_dir or config.data_dir, file_name),
@@ -356,9 +358,7 @@ def run(
         dev = {f.rsplit(".", 1)[0]: load(f, "dev") for f in task.dev_files}
     results: dict = {}
     if config.do_train:
-        _, train_features = load(
-            f"train{'.tsv' if task.name != 'custom' else config.file_extension}", "train"
-        )
+        _, train_features = load(_train_file(task, config), "train")
         results = _train(
             config,
             task,
