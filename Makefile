@@ -36,14 +36,24 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# The TPU VM's software as launch.tpu_pod installs it (tests/machine_envs.py: TensorFlow 2.20 and
-# the launcher's own install command), for tests/test_machine_envs.py. TensorFlow is cached in
-# .venv-machines (about a minute the first time); the project is reinstalled each time.
+# The training machines' software as the launchers install it (tests/machine_envs.py: a TPU VM,
+# TensorFlow 2.20 then launch.tpu_pod's own install command; a GPU VM, launch.gpu_vm's
+# `tensorflow[and-cuda]` install), for tests/test_machine_envs.py; and the dev environment on
+# TensorFlow 2.20, where the trainer's tests run a second time. Cached in .venv-machines
+# (TensorFlow, CUDA wheels: a few minutes the first time); the project is reinstalled each time.
 machine-envs: install
 	$(PY) -m tests.machine_envs
 
+# The tests of everything that runs on the training machines (trainer/ and what it imports),
+# run again on the TPU images' TensorFlow 2.20 (the whole suite runs on 2.21 in .venv).
+TRAINER_TESTS := tests/test_trainer_*.py tests/test_convert_checkpoint.py \
+	tests/test_export_saved_model.py tests/test_run_classifier.py tests/test_glue.py \
+	tests/test_export_classifier.py tests/test_distill.py tests/test_quantize.py \
+	tests/test_tokenizer.py tests/test_contracts.py
+
 test: lint machine-envs
 	$(PY) -m pytest
+	$$($(PY) -m tests.machine_envs --print_python=dev) -m pytest -m "not slow" $(TRAINER_TESTS)
 
 # Everything except the tests marked slow.
 test-fast: install

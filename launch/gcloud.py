@@ -458,9 +458,33 @@ def build_wheel_step(*, root: str = PROJECT_ROOT, dist_dir: str) -> Step:
 def trainer_packages(*, root: str = PROJECT_ROOT) -> tuple[str, ...]:
     """The distributions the trainer imports besides TensorFlow: setup.cfg's
     `[bert_stack] trainer_requires`, declared once. The rest of install_requires (Beam,
-    tensorflow-text, …) serves the data pipeline, which runs on Dataflow, not on the training
+    wikiextractor, …) serves the data pipeline, which runs on Dataflow, not on the training
     machines."""
     return tuple(_setup_cfg(root)["bert_stack"]["trainer_requires"].split())
+
+
+# Distributions with native ops compiled against one TensorFlow minor version, which require
+# exactly that `tensorflow` distribution.
+TENSORFLOW_BUILT = ("tensorflow-text",)
+
+
+def trainer_requirements_beside(
+    tf_version: str, *, root: str = PROJECT_ROOT
+) -> tuple[list[str], list[str]]:
+    """The trainer's requirements for a machine whose TensorFlow the image ships (a TPU VM).
+
+    Returns (requirements, built_against_tensorflow): the first from setup.cfg as they are; the
+    second pinned to the image's TensorFlow minor version (`tensorflow-text==2.20.*`), to be
+    installed with --no-deps. A plain `pip install tensorflow-text>=2.20,<2.22` there takes
+    the newest one (2.21), whose `tensorflow==2.21` requirement pulls the CPU wheel over the
+    image's TPU build; and tensorflow-text's ops load only into the TensorFlow they were built
+    for.
+    """
+    major_minor = ".".join(tf_version.split(".")[:2])
+    names = trainer_packages(root=root)
+    plain = [n for n in names if n not in TENSORFLOW_BUILT]
+    built = [f"{n}=={major_minor}.*" for n in names if n in TENSORFLOW_BUILT]
+    return requirements(plain, root=root), built
 
 
 def requirements(names: Iterable[str], *, root: str = PROJECT_ROOT) -> list[str]:

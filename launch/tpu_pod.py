@@ -212,13 +212,15 @@ def _gcloud_tpu(verb: str, config: TpuPodConfig, *args: str) -> tuple[str, ...]:
     )
 
 
-def install_command(config: TpuPodConfig, package: str, requirements: Sequence[str]) -> str:
+def install_command(config: TpuPodConfig, package: str) -> str:
     """The shell command that installs the project on one TPU worker.
 
-    `--no-deps`, then the trainer's few pure-Python dependencies: a plain `pip install` of
-    the project would pull the CPU `tensorflow` wheel (install_requires) over the TPU image's
-    own TensorFlow build, and the TPU would vanish from TensorFlow's view.
+    `--no-deps`, then the trainer's few pure-Python dependencies, then tensorflow-text for the
+    image's TensorFlow with `--no-deps` (gcloud.trainer_requirements_beside): a plain
+    `pip install` of the project would pull the CPU `tensorflow` wheel (install_requires) over
+    the TPU image's own TensorFlow build, and the TPU would vanish from TensorFlow's view.
     """
+    requirements, built = gcloud.trainer_requirements_beside(config.tf_version)
     commands = ["set -e"]
     if not config.runtime_version.startswith("tpu-vm-tf-"):
         # A base image without TensorFlow: take Google's TPU build and its libtpu.
@@ -230,6 +232,7 @@ def install_command(config: TpuPodConfig, package: str, requirements: Sequence[s
         "python3 -m pip install --quiet --no-deps --force-reinstall " + shlex.quote(package)
     )
     commands.append("python3 -m pip install --quiet " + shlex.join(requirements))
+    commands.append("python3 -m pip install --quiet --no-deps " + shlex.join(built))
     return "; ".join(commands)
 
 
@@ -310,7 +313,6 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
             )
         )
         package = wheel
-    requirements = gcloud.requirements(gcloud.trainer_packages())
     steps.append(
         gcloud.Step(
             "install the project on every TPU worker",
@@ -319,7 +321,7 @@ def plan(config: TpuPodConfig, accelerator: Accelerator, *, dist_dir: str) -> Pl
                 config,
                 config.tpu,
                 "--worker=all",
-                f"--command={install_command(config, package, requirements)}",
+                f"--command={install_command(config, package)}",
             ),
         )
     )

@@ -111,9 +111,13 @@ def test_pod_slice_plan_is_complete():
     install_line = remote_command(install)
     # Our package without its dependencies: the TPU image's TensorFlow must stay.
     assert f"pip install --quiet --no-deps --force-reinstall {wheel}" in install_line
-    for requirement in gcloud.requirements(gcloud.trainer_packages()):
+    plain, built = gcloud.trainer_requirements_beside("2.20.0")
+    for requirement in plain:
         assert requirement in install_line
-    assert "tensorflow" not in install_line.replace("tensorboard", "")
+    # tensorflow-text for the image's TensorFlow, without the `tensorflow` it requires.
+    assert built == ["tensorflow-text==2.20.*"]
+    assert install_line.endswith("pip install --quiet --no-deps 'tensorflow-text==2.20.*'")
+    assert "tensorflow" not in install_line.replace("tensorboard", "").replace(built[0], "")
 
     # A pod slice: one TensorFlow client, on worker 0, reaching the slice by its name.
     assert "--worker=0" in train.argv

@@ -1,32 +1,40 @@
-"""The trainer on a TPU VM's software as launch.tpu_pod installs it (tests/machine_envs.py):
-TensorFlow 2.20, this project's wheel with --no-deps, the trainer's requirements; run from
-outside the checkout, so nothing of the source tree or of the dev venv is on the path.
+"""The trainer on the training machines' software as the launchers install it
+(tests/machine_envs.py): a TPU VM (TensorFlow 2.20, this project's wheel with --no-deps, the
+trainer's requirements with tensorflow-text for that TensorFlow) and a GPU VM (the launcher's
+`tensorflow[and-cuda]` install); run from outside the checkout, so nothing of the source tree
+or of the dev venv is on the path.
 
-Checked: a few steps with checkpoints and --do_eval, a resume, the converters, and
---init_checkpoint from each format (this trainer's, Google's, Hugging Face's).
+Checked on both: a few steps with checkpoints and --do_eval, the converters, --init_checkpoint
+from another format, fine-tuning with --do_eval, the serving export, and the export answering
+in a process of that machine. On the TPU VM also a resume and every --init_checkpoint format.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import textwrap
 
 import pytest
 
 from launch import sample_data
 from tests import machine_envs
-from tests.conftest import skip_unless_ci
+from tests.conftest import skip_unless_ci, write_sentiment_task
 
-pytestmark = pytest.mark.slow  # ~2 min: six TensorFlow processes
+pytestmark = pytest.mark.slow  # ~2 min per machine: TensorFlow processes
 
 
-@pytest.fixture(scope="module")
-def tpu_vm_python() -> str:
-    env_dir = machine_envs.tpu_vm_env_dir()
+MACHINES = {"tpu-vm": machine_envs.tpu_vm_env_dir, "gpu-vm": machine_envs.gpu_vm_env_dir}
+
+
+@pytest.fixture(params=sorted(MACHINES), scope="module")
+def machine(request) -> tuple[str, str]:
+    env_dir = MACHINES[request.param]()
     python = env_dir / "bin" / "python"
     if not python.exists():
-        skip_unless_ci(f"no TPU VM environment in {env_dir}: run make machine-envs")
-    return str(python)
+        skip_unless_ci(f"no {request.param} environment in {env_dir}: run make machine-envs")
+    return request.param, str(python)
 
 
 def run(python: str, module: str, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -43,9 +51,23 @@ def run(python: str, module: str, *args: str, cwd) -> subprocess.CompletedProces
     return done
 
 
-def test_the_trainer_runs_resumes_and_initialises_on_the_tpu_vm_software(
-    tpu_vm_python, data_dir, tmp_path
+_SERVE = textwrap.dedent(
+    """
+    import json, sys
+    import tensorflow as tf, tensorflow_text  # noqa: F401 - registers the tokenizer's ops
+    serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+    out = serve(text=tf.constant(["a truly wonderful film", "dull and tedious"]))
+    print(json.dumps({"label": [x.decode() for x in out["label"].numpy()],
+                      "probabilities": out["probabilities"].numpy().tolist(),
+                      "tensorflow": tf.__version__}))
+    """
+)
+
+
+def test_the_trainer_trains_converts_fine_tunes_and_exports_on_the_machine_software(
+    machine, data_dir, tmp_path
 ):
+    name, python = machine
     records = str(data_dir / sample_data.GOOGLE_RECORDS)
     common = [
         f"--input_file={records}",
@@ -60,8 +82,8 @@ def test_the_trainer_runs_resumes_and_initialises_on_the_tpu_vm_software(
         "--learning_rate=1e-3",
     ]
     first = tmp_path / "first"
-    done = run(
-        tpu_vm_python,
+    run(
+        python,
         "trainer.run_pretraining",
         *common,
         f"--output_dir={first}",
@@ -70,31 +92,35 @@ def test_the_trainer_runs_resumes_and_initialises_on_the_tpu_vm_software(
         cwd=tmp_path,
     )
     assert (first / "ckpt-6.index").exists() and (first / "eval_results.txt").exists()
-    shown = run(tpu_vm_python, "pip", "show", "tensorflow", "bert-pretraining-stack", cwd=tmp_path)
-    assert "Version: 2.20." in shown.stdout and "Name: bert-pretraining-stack" in shown.stdout
-    # The same command with more steps resumes from the last checkpoint.
-    done = run(
-        tpu_vm_python,
-        "trainer.run_pretraining",
-        *common,
-        f"--output_dir={first}",
-        "--num_train_steps=9",
-        cwd=tmp_path,
-    )
-    assert "resumed from" in done.stderr and (first / "ckpt-9.index").exists()
+    shown = run(python, "pip", "show", "tensorflow", "bert-pretraining-stack", cwd=tmp_path)
+    assert "Name: bert-pretraining-stack" in shown.stdout
+    if name == "tpu-vm":
+        assert "Version: 2.20." in shown.stdout
+        # The same command with more steps resumes from the last checkpoint.
+        done = run(
+            python,
+            "trainer.run_pretraining",
+            *common,
+            f"--output_dir={first}",
+            "--num_train_steps=9",
+            cwd=tmp_path,
+        )
+        assert "resumed from" in done.stderr and (first / "ckpt-9.index").exists()
     # The converters, then a new run initialised from each format.
-    for output_format in ("google", "huggingface"):
+    formats = ("google", "huggingface") if name == "tpu-vm" else ("huggingface",)
+    for output_format in formats:
         run(
-            tpu_vm_python,
+            python,
             "trainer.convert_checkpoint",
             f"--input={first}",
             f"--output={tmp_path / output_format}",
             f"--output_format={output_format}",
             cwd=tmp_path,
         )
-    for source in (first, tmp_path / "google", tmp_path / "huggingface"):
+    sources = [tmp_path / f for f in formats] + ([first] if name == "tpu-vm" else [])
+    for source in sources:
         done = run(
-            tpu_vm_python,
+            python,
             "trainer.run_pretraining",
             *common,
             f"--output_dir={tmp_path / ('from-' + source.name)}",
@@ -103,3 +129,83 @@ def test_the_trainer_runs_resumes_and_initialises_on_the_tpu_vm_software(
             cwd=tmp_path,
         )
         assert "initialised the model weights from" in done.stderr, source
+
+    # Fine-tuning (tensorflow-text's tokenizer) from the pretrained checkpoint, then the export
+    # with tokenization in the graph, answering in a plain TensorFlow process of the machine.
+    task = write_sentiment_task(tmp_path / "task")
+    run(
+        python,
+        "trainer.run_classifier",
+        "--task_name=SST-2",
+        f"--data_dir={task}",
+        f"--init_checkpoint={first}",
+        f"--vocab_file={data_dir / sample_data.UNCASED_VOCAB}",
+        "--max_seq_length=16",
+        "--train_batch_size=8",
+        "--num_train_epochs=1",
+        "--do_train",
+        "--do_eval",
+        f"--output_dir={tmp_path / 'classifier'}",
+        cwd=tmp_path,
+    )
+    results = json.loads((tmp_path / "classifier" / "eval_results.json").read_text())
+    assert results, "fine-tuning wrote no eval results"
+    run(
+        python,
+        "trainer.export_classifier",
+        f"--model_dir={tmp_path / 'classifier'}",
+        f"--output={tmp_path / 'exported'}",
+        cwd=tmp_path,
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    served = subprocess.run(
+        [python, "-c", _SERVE, str(tmp_path / "exported")],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert served.returncode == 0, served.stderr[-3000:]
+    answer = json.loads(served.stdout.strip().splitlines()[-1])
+    assert set(answer["label"]) <= {"0", "1"} and len(answer["probabilities"]) == 2
+    assert all(abs(sum(p) - 1) < 1e-4 for p in answer["probabilities"])
+
+
+def test_the_data_stages_run_on_the_dataflow_worker_software(data_dir, tmp_path):
+    """Every stage of the data chain, with the command lines launch.dataflow sends (DirectRunner
+    here), in the worker's environment: Beam's container software plus the package Beam staged
+    from setup.py, nothing of the checkout."""
+    from contracts import metadata
+    from launch import chain
+
+    python = machine_envs.dataflow_worker_env_dir() / "bin" / "python"
+    if not python.exists():
+        skip_unless_ci(f"no Dataflow worker environment in {python.parent.parent}")
+    data = chain.DataChain(
+        wiki_input=str(data_dir / sample_data.TINYWIKI),
+        books_input=str(data_dir / "books" / "pg11-alice-in-wonderland.txt"),
+        output_root=str(tmp_path / "out"),
+        wiki_num_shards=1,
+        books_num_shards=1,
+        wiki_eval_fraction=0.2,
+        vocab_size=600,
+        dupe_factor=1,
+        train_record_shards=1,
+        eval_record_shards=1,
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for stage in chain.stages(data):
+        done = subprocess.run(
+            stage.argv(python=str(python)),
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, (stage.name, done.stderr[-3000:])
+    for records in (data.train_records, data.eval_records):
+        written = metadata.read(records)
+        assert written and written["counts"]["instances"] > 0, records
+        assert written["versions"]["apache-beam"], written["versions"]
