@@ -108,6 +108,22 @@ def read(output_dir: str) -> dict[str, Any] | None:
         raise ValueError(f"{path}: not valid JSON ({error})") from error
 
 
+def tokenization(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How an output set's text was tokenized, from its metadata record: the vocab's sha256,
+    do_lower_case and strip_accents (its None resolved: as do_lower_case, Google's rule, which
+    also holds for sets made before the flag existed). None for a set made without a vocab."""
+    flags = record.get("flags", {})
+    if "do_lower_case" not in flags or "vocab" not in record:
+        return None
+    do_lower_case = bool(flags["do_lower_case"])
+    strip_accents = flags.get("strip_accents")
+    return {
+        "vocab_sha256": record["vocab"].get("sha256"),
+        "do_lower_case": do_lower_case,
+        "strip_accents": do_lower_case if strip_accents is None else bool(strip_accents),
+    }
+
+
 def data_files(paths: Sequence[str], *, patterns: str | Sequence[str]) -> list[str]:
     """`paths` without the metadata.json files a glob such as `shards/wiki/*` also matches: they
     describe an output set, they are not part of its data.

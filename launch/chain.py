@@ -49,6 +49,8 @@ class DataChain:
     wiki_eval_fraction: float = -1.0
     vocab_size: int = 30522  # WordPiece vocab size (BERT's)
     do_lower_case: bool = True  # uncased vocab and records (bert-base-uncased style)
+    # strip accents in vocab and records; None: as do_lower_case (Google's rule)
+    strip_accents: bool | None = None
     max_seq_length: int = 128  # tokens per instance
     max_predictions_per_seq: int = 20  # masked tokens per instance at most
     dupe_factor: int = 10  # masks drawn per train document (google-research/bert's default)
@@ -110,6 +112,13 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _strip_accents_flag(chain: DataChain) -> list[str]:
+    """The flag when the chain sets it; left out, each stage follows --do_lower_case."""
+    if chain.strip_accents is None:
+        return []
+    return [f"--strip_accents={_bool(chain.strip_accents)}"]
+
+
 def stages(chain: DataChain) -> list[ChainStage]:
     """The chain's commands, in order (no extract-books without books)."""
     sources = [("wiki", "wikipedia", chain.wiki_input, chain.wiki_shards, chain.wiki_num_shards)]
@@ -147,6 +156,7 @@ def stages(chain: DataChain) -> list[ChainStage]:
                 f"--output={chain.vocab_file}",
                 f"--vocab_size={chain.vocab_size}",
                 f"--do_lower_case={_bool(chain.do_lower_case)}",
+                *_strip_accents_flag(chain),
                 *chain.build_vocab_args,
             ),
             storage.dirname(chain.vocab_file),
@@ -161,6 +171,7 @@ def stages(chain: DataChain) -> list[ChainStage]:
             f"--output_dir={output_dir}",
             f"--vocab_file={chain.vocab_file}",
             f"--do_lower_case={_bool(chain.do_lower_case)}",
+            *_strip_accents_flag(chain),
             f"--do_whole_word_mask={_bool(chain.do_whole_word_mask)}",
             f"--max_seq_length={chain.max_seq_length}",
             f"--max_predictions_per_seq={chain.max_predictions_per_seq}",

@@ -60,6 +60,7 @@ class DataflowConfig:
     books_shards: int = 32  # Text shards for the books.
     vocab_size: int = 30522  # BERT's own vocab size.
     do_lower_case: bool = True  # Uncased vocab and records (bert-base-uncased style).
+    strip_accents: bool | None = None  # Strip accents; None: as do_lower_case (Google's rule).
     max_seq_length: int = 128
     max_predictions_per_seq: int = 20
     dupe_factor: int = 10  # Masks drawn per train document (google-research/bert's default).
@@ -233,6 +234,7 @@ def data_chain(config: DataflowConfig) -> chain.DataChain:
         books_num_shards=config.books_shards,
         vocab_size=config.vocab_size,
         do_lower_case=config.do_lower_case,
+        strip_accents=config.strip_accents,
         max_seq_length=config.max_seq_length,
         max_predictions_per_seq=config.max_predictions_per_seq,
         dupe_factor=config.dupe_factor,
@@ -449,6 +451,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("books_shards", _DEFAULTS.books_shards, "Text shards for the books.")
     flags.DEFINE_integer("vocab_size", _DEFAULTS.vocab_size, "WordPiece vocab size.")
     flags.DEFINE_boolean("do_lower_case", _DEFAULTS.do_lower_case, "Uncased vocab and records.")
+    flags.DEFINE_boolean(
+        "strip_accents", _DEFAULTS.strip_accents, "Strip accents; default: as --do_lower_case."
+    )
     flags.DEFINE_integer("max_seq_length", _DEFAULTS.max_seq_length, "Tokens per instance.")
     flags.DEFINE_integer(
         "max_predictions_per_seq", _DEFAULTS.max_predictions_per_seq, "Masked tokens per instance."
@@ -490,6 +495,7 @@ def config_from_flags(values: flags.FlagValues) -> DataflowConfig:
         books_shards=values.books_shards,
         vocab_size=values.vocab_size,
         do_lower_case=values.do_lower_case,
+        strip_accents=values.strip_accents,
         max_seq_length=values.max_seq_length,
         max_predictions_per_seq=values.max_predictions_per_seq,
         dupe_factor=values.dupe_factor,

@@ -54,7 +54,9 @@ class BuildVocabConfig:
     input: str  # comma-separated globs of text shards (local or gs://)
     output: str  # the vocab file to write (local or gs://); metadata.json goes beside it
     vocab_size: int = 30522  # lines in the vocab file, special tokens included (BERT-base's)
-    do_lower_case: bool = True  # lower-case and strip accents before counting (uncased vocab)
+    do_lower_case: bool = True  # lower-case before counting (uncased vocab)
+    # strip accents before counting; None: as do_lower_case (Google's rule)
+    strip_accents: bool | None = None
     # "wordpiece" (tensorflow-text's learner) or "sentencepiece"
     algorithm: str = dataclasses.field(default="wordpiece", metadata={"enum": ALGORITHMS})
     num_unused: int = vocab.DEFAULT_NUM_UNUSED  # [unusedN] after [PAD]: [UNK]=100 as in BERT
@@ -106,8 +108,8 @@ def read_lines(path: str) -> Iterator[tuple[str, bool]]:
 class CountWordsInFile(beam.DoFn):
     """A text shard -> (word, count) for each distinct word in it (BERT's basic tokenization)."""
 
-    def __init__(self, *, do_lower_case: bool):
-        self._do_lower_case = do_lower_case
+    def __init__(self, *, do_lower_case: bool, strip_accents: bool | None = None):
+        self._normalization = {"do_lower_case": do_lower_case, "strip_accents": strip_accents}
         self._files = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "files")
         self._lines = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "lines")
         self._words = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "words")
@@ -122,7 +124,7 @@ class CountWordsInFile(beam.DoFn):
         for line, valid in read_lines(path):
             num_lines += 1
             num_invalid += not valid
-            counts.update(basic_tokenization.split_words(line, do_lower_case=self._do_lower_case))
+            counts.update(basic_tokenization.split_words(line, **self._normalization))
             if num_lines % _LOG_EVERY_LINES == 0:
                 logging.info("%s: %d lines counted", path, num_lines)
         self._files.inc()
@@ -143,9 +145,9 @@ class CountWords(beam.PTransform):
     invalid_utf8_lines over all shards, for metadata.json (read in the same pass).
     """
 
-    def __init__(self, *, do_lower_case: bool):
+    def __init__(self, *, do_lower_case: bool, strip_accents: bool | None = None):
         super().__init__()
-        self._do_lower_case = do_lower_case
+        self._normalization = {"do_lower_case": do_lower_case, "strip_accents": strip_accents}
         self.file_stats: beam.PCollection | None = None
 
     def expand(self, paths):
@@ -154,7 +156,7 @@ class CountWords(beam.PTransform):
             # One shard per element; the reshuffle spreads shards over workers.
             | "SpreadShards" >> beam.Reshuffle()
             | "CountPerShard"
-            >> beam.ParDo(CountWordsInFile(do_lower_case=self._do_lower_case)).with_outputs(
+            >> beam.ParDo(CountWordsInFile(**self._normalization)).with_outputs(
                 _FILE_STATS, main="words"
             )
         )
@@ -314,22 +316,20 @@ class SampleLines(beam.PTransform):
     and runner and needs memory for `num_lines` lines only.
     """
 
-    def __init__(self, *, num_lines: int, do_lower_case: bool):
+    def __init__(self, *, num_lines: int, do_lower_case: bool, strip_accents: bool | None = None):
         super().__init__()
         self._num_lines = num_lines
-        self._do_lower_case = do_lower_case
+        self._normalization = {"do_lower_case": do_lower_case, "strip_accents": strip_accents}
 
     def expand(self, paths):
-        do_lower_case = self._do_lower_case
+        normalization = self._normalization
         return (
             paths
             | "SpreadShards" >> beam.Reshuffle()
             | "ReadLines" >> beam.FlatMap(lambda path: (line for line, _ in read_lines(path)))
             | "PreTokenize"
             >> beam.Map(
-                lambda line: " ".join(
-                    basic_tokenization.split_words(line, do_lower_case=do_lower_case)
-                )
+                lambda line: " ".join(basic_tokenization.split_words(line, **normalization))
             )
             | "NonEmpty" >> beam.Filter(bool)
             | "Smallest" >> beam.combiners.Top.Of(self._num_lines, key=_line_hash, reverse=True)
@@ -458,7 +458,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: BuildVocabConfig) -> beam.PC
     paths = pipeline | "Shards" >> beam.Create(inputs)
     file_stats = None
     if config.algorithm == "wordpiece":
-        count_words = CountWords(do_lower_case=config.do_lower_case)
+        count_words = CountWords(
+            do_lower_case=config.do_lower_case, strip_accents=config.strip_accents
+        )
         tokens = (
             paths
             | "CountWords" >> count_words
@@ -474,7 +476,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: BuildVocabConfig) -> beam.PC
             paths
             | "SampleLines"
             >> SampleLines(
-                num_lines=config.sentencepiece_sentences, do_lower_case=config.do_lower_case
+                num_lines=config.sentencepiece_sentences,
+                do_lower_case=config.do_lower_case,
+                strip_accents=config.strip_accents,
             )
             | "TrainSentencepiece"
             >> beam.Map(train_sentencepiece, output=config.output, config=config)

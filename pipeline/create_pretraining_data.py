@@ -41,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import operator
+import unicodedata
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -102,10 +103,11 @@ def choose_num_buckets(
 
 
 def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float) -> float:
-    """Stops a job whose vocab does not fit `--do_lower_case` or the text, before it starts.
+    """Stops a job whose vocab does not fit `--do_lower_case`, `--strip_accents` or the text,
+    before it starts.
 
-    Two signs: a vocab with capitals while the text is lower-cased (those tokens can never
-    match), and a sample of the text that comes out mostly [UNK] (e.g. a lower-case vocab with
+    Three signs: a vocab with capitals while the text is lower-cased, or with accents while
+    accents are stripped (those tokens can never match), and a sample of the text that comes out mostly [UNK] (e.g. a lower-case vocab with
     --nodo_lower_case: every capitalised word is unknown).
 
     Args:
@@ -126,6 +128,14 @@ def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float
             f"{tokenizer.source}: {cased} of {len(plain)} vocab tokens have capitals, but "
             "--do_lower_case lower-cases the text, so they can never match: this looks like a "
             "cased vocab; pass --nodo_lower_case, or use an uncased vocab"
+        )
+    accented = sum(_has_marks(t) for t in plain)
+    if tokenizer.strip_accents and accented > 0.01 * len(plain):
+        raise ValueError(
+            f"{tokenizer.source}: {accented} of {len(plain)} vocab tokens have accents or other "
+            "non-spacing marks, but the text has them stripped (--strip_accents, which follows "
+            "--do_lower_case unless given), so they can never match: pass --nostrip_accents, "
+            "or use a vocab learned with accents stripped"
         )
     ids = tokenizer.tokenize_to_ids(list(texts)) if texts else []
     total = sum(len(row) for row in ids)
@@ -193,9 +203,16 @@ def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped f
     return dict(total)
 
 
+def _has_marks(token: str) -> bool:
+    """Whether a vocab token holds a non-spacing mark (an accent, once decomposed)."""
+    return not token.isascii() and any(
+        unicodedata.category(c) == "Mn" for c in unicodedata.normalize("NFD", token)
+    )
+
+
 # Tokenizers built in this process, by vocab: Beam unpickles a DoFn once per stage and bundle
 # processor, and building the WordPiece models costs ~0.2 s each time.
-_TOKENIZERS: dict[tuple[int, bool], object] = {}
+_TOKENIZERS: dict[tuple[int, bool, bool], object] = {}
 
 
 class ReadAndTokenize(beam.DoFn):
@@ -204,18 +221,19 @@ class ReadAndTokenize(beam.DoFn):
     def __init__(self, tokenizer, *, config: PretrainingDataConfig):
         # The vocab travels as its tokens; the tokenizer is rebuilt (once a process) in setup.
         self._tokens = tuple(sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__))
-        self._do_lower_case = tokenizer.do_lower_case
+        self._normalization = {
+            "do_lower_case": tokenizer.do_lower_case,
+            "strip_accents": tokenizer.strip_accents,
+        }
         self._config = config
         self._tokenizer = None
 
     def setup(self):
         from tokenizer import BertTokenizer
 
-        key = (hashing.stable_hash64(*self._tokens), self._do_lower_case)
+        key = (hashing.stable_hash64(*self._tokens), *self._normalization.values())
         if key not in _TOKENIZERS:
-            _TOKENIZERS[key] = BertTokenizer.from_tokens(
-                self._tokens, do_lower_case=self._do_lower_case
-            )
+            _TOKENIZERS[key] = BertTokenizer.from_tokens(self._tokens, **self._normalization)
         self._tokenizer = _TOKENIZERS[key]
 
     def process(self, byte_range):
@@ -584,7 +602,9 @@ def build_pipeline(
     for path, size in zip(inputs, sizes, strict=True):
         if not size:
             logging.warning("input %s is empty", path)
-    tokenizer = BertTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = BertTokenizer(
+        vocab_file, do_lower_case=config.do_lower_case, strip_accents=config.strip_accents
+    )
     sample, sample_documents, sample_bytes = _sample(
         [p for p, s in zip(inputs, sizes, strict=True) if s]
     )

@@ -60,6 +60,8 @@ class PretrainingDataConfig:
     short_seq_prob: float = 0.1  # chance that a document pass aims at a shorter length
     dupe_factor: int = 10  # passes over the corpus, each with new cuts, pairs and masks
     do_lower_case: bool = True  # True for uncased vocabs
+    # strip accents (ours, as Hugging Face's tokenizer has it); None: as do_lower_case (Google)
+    strip_accents: bool | None = None
     do_whole_word_mask: bool = False  # mask whole words ("##" pieces with their word)
     random_seed: int = 12345  # every random draw derives from it and stable keys
 

@@ -143,6 +143,25 @@ def test_count_words_sums_over_shards(tmp_path):
     assert totals["invalid_utf8_lines"] == 1 and totals["lines"] == 5 and totals["files"] == 2
 
 
+@pytest.mark.parametrize(
+    "do_lower_case, strip_accents, words",
+    [(True, False, ["café", "naïve"]), (False, True, ["Cafe", "naive"]), (True, None, ["cafe"])],
+)
+def test_count_words_strips_accents_apart_from_lower_case(
+    tmp_path, do_lower_case, strip_accents, words
+):
+    (tmp_path / "a.txt").write_text("Café naïve\n", encoding="utf-8")
+    with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
+        counts = (
+            pipeline
+            | beam.Create([str(tmp_path / "a.txt")])
+            | build_vocab.CountWords(do_lower_case=do_lower_case, strip_accents=strip_accents)
+            | beam.Keys()
+        )
+        expected = ["cafe", "naive"] if strip_accents is None else words
+        assert_that(counts, equal_to(expected))
+
+
 def test_select_learner_input_equals_in_memory_selection(alice):
     counts = _word_counts(alice)
     params = LearnParams(max_unique_chars=25, max_input_tokens=700)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
 from collections import Counter
@@ -523,6 +524,34 @@ def test_cased_vocab_with_lower_casing_is_refused(tmp_path):
         job.check_vocabulary(
             BertTokenizer.from_tokens(cased), ["Some text."], max_unk_fraction=0.05
         )
+
+
+def test_accented_vocab_with_accent_stripping_is_refused():
+    from tokenizer import BertTokenizer
+
+    tokens = Path(VOCAB).read_text(encoding="utf-8").split("\n")[:-1][:2000]
+    accented = tokens + [f"{t}é" for t in tokens[1000:1100] if t.isalpha()]
+    with pytest.raises(ValueError, match=r"accents .* pass --nostrip_accents"):
+        job.check_vocabulary(
+            BertTokenizer.from_tokens(accented), ["Some text."], max_unk_fraction=0.05
+        )
+    kept = BertTokenizer.from_tokens(accented, strip_accents=False)
+    assert job.check_vocabulary(kept, ["Some text."], max_unk_fraction=0.05) == 0.0
+
+
+def test_read_and_tokenize_keeps_the_accent_setting(tokenizer):
+    from tokenizer import BertTokenizer
+
+    tokens = [*sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__), "café"]
+    config = pretraining_instances.PretrainingDataConfig()
+    # The same vocab twice: the per-process tokenizer cache must tell the settings apart.
+    for strip_accents, pieces in ((True, ["cafe"]), (False, ["café"])):
+        step = job.ReadAndTokenize(
+            BertTokenizer.from_tokens(tokens, strip_accents=strip_accents), config=config
+        )
+        step = pickle.loads(pickle.dumps(step))  # as Beam ships it to a worker
+        step.setup()
+        assert step._tokenizer.tokenize(["Café"]) == [pieces]
 
 
 def test_command_line(book_shards, tmp_path):

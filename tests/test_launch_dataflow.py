@@ -97,6 +97,7 @@ def test_plan_runs_the_five_stages_in_order_with_complete_commands():
         assert records["vocab_file"] == vocab["output"]
         # The records are tokenized the way the vocab was built.
         assert records["do_lower_case"] == vocab["do_lower_case"] == "true"
+        assert "strip_accents" not in records and "strip_accents" not in vocab  # follows it
         assert (records["max_seq_length"], records["max_predictions_per_seq"]) == ("128", "20")
     assert [s.done_marker for s in stages] == [
         f"{BUCKET}/bert/shards/wiki/metadata.json",
@@ -113,6 +114,7 @@ def test_plan_without_books_and_with_overrides():
         bucket=BUCKET + "/team/",
         output_folder="run2",
         do_lower_case=False,
+        strip_accents=True,
         machine_type="n2-highmem-8",
         sdk_container_image="us-docker.pkg.dev/p/r/bert-worker:1",
         beam_args=("--subnetwork=regions/us-central1/subnetworks/s", "--no_use_public_ips"),
@@ -125,6 +127,7 @@ def test_plan_without_books_and_with_overrides():
     vocab, train = flags_of(stages[1].step.argv), flags_of(stages[2].step.argv)
     assert vocab["input"] == f"{BUCKET}/team/run2/shards/wiki/train-*.txt"
     assert vocab["do_lower_case"] == train["do_lower_case"] == "false"
+    assert vocab["strip_accents"] == train["strip_accents"] == "true"
     for stage in stages:
         argv = stage.step.argv
         options = flags_of(argv)

@@ -77,6 +77,11 @@ def test_features_are_cached_by_what_they_depend_on(tokenizer, fixtures_dir, tmp
     assert all(np.array_equal(first[k], again[k]) for k in first)
     with pytest.raises(TypeError):  # another max_seq_length: another key, so encoded again
         classifier_features.load_or_encode(task, path, max_seq_length=32, **kwargs)
+    kept_accents = BertTokenizer(UNCASED_VOCAB, strip_accents=False)
+    with pytest.raises(TypeError):  # another accent setting: another key
+        classifier_features.load_or_encode(
+            task, path, max_seq_length=16, **{**kwargs, "tokenizer": kept_accents}
+        )
     assert len(list(tmp_path.glob("train.tsv-*.npz"))) == 1
 
 
@@ -115,6 +120,7 @@ def test_fine_tunes_minilm_evaluates_predicts_and_resumes(fixtures_dir, tmp_path
     assert all(line.split("\t")[1] in ("0", "1") for line in lines[1:])
     saved = json.loads((out / run_classifier.CLASSIFIER_CONFIG_FILE).read_text())
     assert saved["labels"] == ["0", "1"] and saved["bert"]["hidden_size"] == 384
+    assert (saved["do_lower_case"], saved["strip_accents"]) == (True, True)  # resolved
     # More epochs: resumes from the checkpoint of step 1 and trains on to step 2.
     again = run_classifier.run(
         _config(tmp_path, fixtures_dir / "glue/SST-2", num_train_epochs=2.0), strategy=strategy

@@ -212,6 +212,71 @@ def test_accents_stripped_when_uncased_kept_when_cased(uncased, cased):
     _assert_google(cased, "Café", ["Café"])
 
 
+@pytest.mark.parametrize(
+    "do_lower_case, strip_accents", [(True, None), (True, False), (False, True), (False, None)]
+)
+def test_strip_accents_apart_from_lower_case_matches_hugging_face(
+    corpus_lines, do_lower_case, strip_accents
+):
+    # Hugging Face's BERT normalizer (tokenizers, Rust) is the reference for strip_accents set
+    # apart from lower-casing. Its lower-casing knows no final sigma (Google's, Python's, does),
+    # so lines with a capital sigma are left out; its NFC first is a no-op on NFC lines.
+    from tokenizers import normalizers, pre_tokenizers
+
+    from tokenizer import basic_tokenization
+
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=True,
+        strip_accents=strip_accents,
+        lowercase=do_lower_case,
+    )
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    lines = [
+        line
+        for line in corpus_lines
+        if not line.isascii() and "Σ" not in line and unicodedata.is_normalized("NFC", line)
+    ]
+    assert len(lines) > 5_000
+    mismatches = [
+        (line, got)
+        for line in lines
+        if (
+            got := basic_tokenization.split_words(
+                line, do_lower_case=do_lower_case, strip_accents=strip_accents
+            )
+        )
+        != [word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line))]
+    ]
+    assert not mismatches, mismatches[:3]
+
+
+def test_strip_accents_in_python_and_in_the_graph(cased_vocab_file):
+    tokens = vocab.load(cased_vocab_file) + ["café", "résumé", "हिन्दी"]
+    texts = ["Café résumé", "CAFÉ", "हिन्दी", "Cafe"]
+    # Stripping "accents" (category Mn) also drops Devanagari's virama: the word falls apart.
+    hindi_stripped = ["ह", "##ि", "##न", "##द", "##ी"]
+    cases = {
+        # (do_lower_case, strip_accents): the pieces of each text
+        (True, False): [["café", "résumé"], ["café"], ["हिन्दी"], ["cafe"]],
+        (True, True): [["cafe", "resume"], ["cafe"], hindi_stripped, ["cafe"]],
+        (False, True): [["Cafe", "resume"], ["[UNK]"], hindi_stripped, ["Cafe"]],
+        (False, False): [["Café", "résumé"], ["[UNK]"], ["हिन्दी"], ["Cafe"]],
+    }
+    for (do_lower_case, strip_accents), expected in cases.items():
+        tokenizer = BertTokenizer.from_tokens(
+            tokens, do_lower_case=do_lower_case, strip_accents=strip_accents
+        )
+        assert tokenizer.tokenize(texts) == expected, (do_lower_case, strip_accents)
+        graph = tokenizer.tokenize_tensor(tf.constant(texts)).to_list()
+        assert graph == [ids.tolist() for ids in tokenizer.tokenize_to_ids(texts)]
+        clone = pickle.loads(pickle.dumps(tokenizer))
+        assert (clone.do_lower_case, clone.strip_accents) == (do_lower_case, strip_accents)
+    # Left out, it follows do_lower_case (Google's rule).
+    assert BertTokenizer.from_tokens(tokens, do_lower_case=True).strip_accents is True
+    assert BertTokenizer.from_tokens(tokens, do_lower_case=False).strip_accents is False
+
+
 def test_unicode_line_separator_is_whitespace(uncased):
     _assert_google(uncased, "one\u2028two\u3000three\xa0four", ["one", "two", "three", "four"])
 
@@ -325,6 +390,13 @@ def test_tokenize_command(tmp_path):
     args = [f"--vocab_file={UNCASED_VOCAB}", f"--input={source}", f"--output={output}"]
     subprocess.run([sys.executable, "-m", "tokenizer.tokenize", *args], check=True)
     assert output.read_text(encoding="utf-8") == "the cafe .\nσ\n"
+    kept = tmp_path / "kept.txt"
+    subprocess.run(
+        [sys.executable, "-m", "tokenizer.tokenize", *args[:2], f"--output={kept}"]
+        + ["--nostrip_accents"],
+        check=True,
+    )
+    assert kept.read_text(encoding="utf-8") == "the [UNK] .\nσ\n"  # no "café" in the vocab
     missing = subprocess.run(
         [
             sys.executable,

@@ -160,6 +160,53 @@ def test_metadata_mismatches_stop_before_training_with_the_file_named(tmp_path):
         input_pipeline.check_inputs(files, **{**check, "vocab_size": 30522})
 
 
+def test_train_and_eval_records_tokenized_differently_are_refused(tmp_path):
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncafé\n", encoding="utf-8")
+    made = {}
+    # Records from before --strip_accents existed (no such flag) follow do_lower_case.
+    for name, flags in {
+        "old": {"do_lower_case": True},
+        "same": {"do_lower_case": True, "strip_accents": None},
+        "kept": {"do_lower_case": True, "strip_accents": False},
+        "google": None,  # Google's script writes no metadata.json: nothing to compare
+    }.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        path = folder / "r.tfrecord"
+        write_records(path, 2)
+        if flags is not None:
+            metadata.write(
+                str(folder),
+                command="pipeline.create_pretraining_data",
+                flags={"max_seq_length": SEQ, **flags},
+                inputs=[],
+                outputs=[str(path)],
+                counts={},
+                vocab_file=str(vocab_file),
+            )
+        made[name] = str(path)
+    input_pipeline.check_same_tokenization([made["old"], made["same"], made["google"]])
+    with pytest.raises(
+        ValueError,
+        match=rf"{tmp_path}/kept/metadata.json has strip_accents=False, but "
+        rf"{tmp_path}/old/metadata.json has strip_accents=True",
+    ):
+        input_pipeline.check_same_tokenization([made["old"], made["google"], made["kept"]])
+    vocab_file.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\ncafe\n", encoding="utf-8")
+    metadata.write(
+        str(tmp_path / "kept"),
+        command="pipeline.create_pretraining_data",
+        flags={"max_seq_length": SEQ, "do_lower_case": True},
+        inputs=[],
+        outputs=[made["kept"]],
+        counts={},
+        vocab_file=str(vocab_file),
+    )
+    with pytest.raises(ValueError, match=r"kept/metadata.json has vocab_sha256=.*tokenized"):
+        input_pipeline.check_same_tokenization([made["old"], made["kept"]])
+
+
 def test_records_without_metadata_are_checked_themselves(tmp_path):
     path = tmp_path / "google.tfrecord"
     write_records(path, 4)

@@ -8,8 +8,12 @@ tables Google's code consults, so the result is the same word for word:
   1. drop NUL, U+FFFD and control characters (categories Cc and Cf, except tab, newline and
      carriage return); whitespace (category Zs, tab, newline, CR) separates words;
   2. CJK ideographs become words of their own;
-  3. when lower-casing: `str.lower()`, then NFD, then drop non-spacing marks (category Mn),
-     which strips accents ("Café" -> "cafe"); a cased vocab skips this step entirely;
+  3. when lower-casing: `str.lower()`; when stripping accents: NFD, then drop non-spacing
+     marks (category Mn), so "Café" -> "cafe". Google strips accents exactly when it
+     lower-cases; `strip_accents` sets it apart, as Hugging Face's BERT tokenizer does (a
+     cased vocab without accents, or an uncased one that keeps them: "résumé" is not
+     "resume" in French or Czech, and stripping Devanagari's or Thai's vowel signs (also
+     category Mn) breaks their words);
   4. every punctuation character (category P*, plus every non-alphanumeric printable ASCII
      character such as "$", "+", "^", "`") becomes a word of its own.
 
@@ -159,12 +163,14 @@ def _patterns() -> _Patterns:
     )
 
 
-def normalize(text: str, *, do_lower_case: bool) -> str:
+def normalize(text: str, *, do_lower_case: bool, strip_accents: bool | None = None) -> str:
     """Steps 1-3 of the module docstring: the text with words still joined by whitespace.
 
     Args:
       text: one text (any length, any Unicode).
-      do_lower_case: lower-case and strip accents (uncased vocabularies).
+      do_lower_case: lower-case (uncased vocabularies).
+      strip_accents: NFD, then drop the non-spacing marks; None: as `do_lower_case` (Google's
+        rule).
 
     Returns:
       The cleaned text; CJK ideographs have a space on each side.
@@ -178,23 +184,25 @@ def normalize(text: str, *, do_lower_case: bool) -> str:
     text = patterns.cjk.sub(_spaced, text)
     if do_lower_case:
         text = text.lower()
+    if do_lower_case if strip_accents is None else strip_accents:
         if not unicodedata.is_normalized("NFD", text):
             text = unicodedata.normalize("NFD", text)
         text = patterns.nonspacing_marks.sub("", text)
     return text
 
 
-def split_words(text: str, *, do_lower_case: bool) -> list[str]:
+def split_words(text: str, *, do_lower_case: bool, strip_accents: bool | None = None) -> list[str]:
     """Google's `BasicTokenizer.tokenize`: one text to its list of words.
 
     Args:
       text: one text.
-      do_lower_case: lower-case and strip accents (uncased vocabularies).
+      do_lower_case: lower-case (uncased vocabularies).
+      strip_accents: strip accents; None: as `do_lower_case`.
 
     Returns:
       The words, in order; punctuation characters and CJK ideographs are words of their own.
     """
-    text = normalize(text, do_lower_case=do_lower_case)
+    text = normalize(text, do_lower_case=do_lower_case, strip_accents=strip_accents)
     return _patterns().punctuation.sub(_spaced, text).split()
 
 
@@ -203,6 +211,11 @@ def _spaced(match: re.Match) -> str:
     return f" {match.group()} "
 
 
-def split_words_batch(texts: Sequence[str], *, do_lower_case: bool) -> list[list[str]]:
+def split_words_batch(
+    texts: Sequence[str], *, do_lower_case: bool, strip_accents: bool | None = None
+) -> list[list[str]]:
     """`split_words` for each text."""
-    return [split_words(text, do_lower_case=do_lower_case) for text in texts]
+    return [
+        split_words(text, do_lower_case=do_lower_case, strip_accents=strip_accents)
+        for text in texts
+    ]

@@ -52,10 +52,12 @@ class BertTokenizer:
     Args:
       vocab_file: a WordPiece vocab (local or gs://), one token per line, validated by
         `tokenizer.vocab.load` (no duplicates, [PAD] [UNK] [CLS] [SEP] [MASK] present).
-      do_lower_case: lower-case and strip accents first (True for uncased vocabs, False for
-        cased ones).
+      do_lower_case: lower-case first (True for uncased vocabs, False for cased ones).
+      strip_accents: strip accents (NFD, then drop non-spacing marks); None: as
+        `do_lower_case`, which is Google's rule.
 
     Attributes:
+      do_lower_case, strip_accents: the normalization (strip_accents resolved to a bool).
       vocab: token -> id.
       vocab_size: number of tokens.
       pad_id, unk_id, cls_id, sep_id, mask_id: ids of the special tokens.
@@ -63,22 +65,40 @@ class BertTokenizer:
         whole-word masking).
     """
 
-    def __init__(self, vocab_file: str, *, do_lower_case: bool = True):
-        self._setup(vocab.load(vocab_file), do_lower_case=do_lower_case, source=vocab_file)
+    def __init__(
+        self, vocab_file: str, *, do_lower_case: bool = True, strip_accents: bool | None = None
+    ):
+        self._setup(
+            vocab.load(vocab_file),
+            do_lower_case=do_lower_case,
+            strip_accents=strip_accents,
+            source=vocab_file,
+        )
 
     @classmethod
-    def from_tokens(cls, tokens: Sequence[str], *, do_lower_case: bool = True) -> BertTokenizer:
+    def from_tokens(
+        cls,
+        tokens: Sequence[str],
+        *,
+        do_lower_case: bool = True,
+        strip_accents: bool | None = None,
+    ) -> BertTokenizer:
         """A tokenizer over an in-memory vocab (validated like a file)."""
         tokens = list(tokens)
         vocab.validate(tokens)
         tokenizer = cls.__new__(cls)
-        tokenizer._setup(tokens, do_lower_case=do_lower_case, source="<tokens>")
+        tokenizer._setup(
+            tokens, do_lower_case=do_lower_case, strip_accents=strip_accents, source="<tokens>"
+        )
         return tokenizer
 
-    def _setup(self, tokens: list[str], *, do_lower_case: bool, source: str) -> None:
+    def _setup(
+        self, tokens: list[str], *, do_lower_case: bool, strip_accents: bool | None, source: str
+    ) -> None:
         if any(_TOO_LONG_WORD in token for token in tokens):
             raise ValueError(f"{source}: a token contains the NUL character")
         self.do_lower_case = do_lower_case
+        self.strip_accents = do_lower_case if strip_accents is None else strip_accents
         self.source = source
         self._tokens = tokens
         self.vocab = {token: index for index, token in enumerate(tokens)}
@@ -110,15 +130,25 @@ class BertTokenizer:
 
     # Pickled for Beam workers as the tokens themselves: a worker may not see the vocab path.
     def __getstate__(self) -> dict:
-        return {"tokens": self._tokens, "do_lower_case": self.do_lower_case, "source": self.source}
+        return {
+            "tokens": self._tokens,
+            "do_lower_case": self.do_lower_case,
+            "strip_accents": self.strip_accents,
+            "source": self.source,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self._setup(state["tokens"], do_lower_case=state["do_lower_case"], source=state["source"])
+        self._setup(
+            state["tokens"],
+            do_lower_case=state["do_lower_case"],
+            strip_accents=state["strip_accents"],
+            source=state["source"],
+        )
 
     def __repr__(self) -> str:
         return (
             f"BertTokenizer({self.source!r}, vocab_size={self.vocab_size}, "
-            f"do_lower_case={self.do_lower_case})"
+            f"do_lower_case={self.do_lower_case}, strip_accents={self.strip_accents})"
         )
 
     def tokenize_to_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -149,7 +179,7 @@ class BertTokenizer:
                 results[index] = row
         if other_texts:
             words = basic_tokenization.split_words_batch(
-                other_texts, do_lower_case=self.do_lower_case
+                other_texts, do_lower_case=self.do_lower_case, strip_accents=self.strip_accents
             )
             for index, row in zip(other_index, self._tokenize_words(words), strict=True):
                 results[index] = row
@@ -214,6 +244,7 @@ class BertTokenizer:
         texts = tf.strings.regex_replace(texts, patterns["cjk"], r" \0 ")
         if self.do_lower_case:
             texts = tf.strings.lower(texts, encoding="utf-8")
+        if self.strip_accents:
             texts = tf_text.normalize_utf8(texts, "NFD")
             texts = tf.strings.regex_replace(texts, patterns["nonspacing_marks"], "")
         texts = tf.strings.regex_replace(texts, patterns["punctuation"], r" \0 ")

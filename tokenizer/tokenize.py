@@ -97,7 +97,12 @@ def tokenize_file(
 
 def _define_flags() -> None:
     flags.DEFINE_string("vocab_file", None, "WordPiece vocab, one token per line.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased vocab).")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case (uncased vocab).")
+    flags.DEFINE_bool(
+        "strip_accents",
+        None,
+        "Strip accents (NFD, drop non-spacing marks); default: as --do_lower_case (Google's).",
+    )
     flags.DEFINE_string("input", None, "UTF-8 text file to tokenize (local or gs://).")
     flags.DEFINE_string("output", None, "Where to write the word pieces, one line per line.")
     flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Lines per tokenizer call.")
@@ -110,7 +115,9 @@ def main(argv: list[str]) -> None:
     from tokenizer.bert_tokenizer import BertTokenizer
 
     FLAGS = flags.FLAGS
-    tokenizer = BertTokenizer(FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+    tokenizer = BertTokenizer(
+        FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case, strip_accents=FLAGS.strip_accents
+    )
     start = time.monotonic()
     counts = tokenize_file(FLAGS.input, FLAGS.output, tokenizer, batch_size=FLAGS.batch_size)
     seconds = time.monotonic() - start

@@ -101,13 +101,20 @@ def encode(
 
 
 def cache_key(
-    path: str, *, vocab_file: str, do_lower_case: bool, max_seq_length: int, labels
+    path: str,
+    *,
+    vocab_file: str,
+    do_lower_case: bool,
+    strip_accents: bool,
+    max_seq_length: int,
+    labels,
 ) -> str:
     """A hash of everything a split's features depend on."""
     key = {
         "file": storage.sha256(path),
         "vocab": storage.sha256(vocab_file),
         "do_lower_case": do_lower_case,
+        "strip_accents": strip_accents,
         "max_seq_length": max_seq_length,
         "labels": list(labels),
         "format": FORMAT_VERSION,
@@ -131,6 +138,7 @@ def load_or_encode(
         path,
         vocab_file=vocab_file,
         do_lower_case=tokenizer.do_lower_case,
+        strip_accents=tokenizer.strip_accents,
         max_seq_length=max_seq_length,
         labels=task.labels,
     )

@@ -80,7 +80,7 @@ def export_classifier(model_dir: str, output: str) -> str:
     task = run_classifier.task_of(record)
     module = ClassifierExport(
         run_classifier.load_classifier(model_dir, record),
-        tokenizer=text_tokenizer(vocab_file, do_lower_case=record["do_lower_case"]),
+        tokenizer=text_tokenizer(vocab_file, **run_classifier.tokenization_of(record)),
         vocab_file=vocab_file,
         labels=record["labels"],
         max_seq_length=record["max_seq_length"],

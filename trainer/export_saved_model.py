@@ -44,7 +44,7 @@ class Untracked:
         self.layer = layer
 
 
-def text_tokenizer(vocab_file: str, *, do_lower_case: bool):
+def text_tokenizer(vocab_file: str, *, do_lower_case: bool, strip_accents: bool | None = None):
     """The in-graph tokenizer, imported here: only an export with a vocab needs tensorflow-text
     (which a TPU or GPU VM the launchers set up does not have).
 
@@ -60,7 +60,7 @@ def text_tokenizer(vocab_file: str, *, do_lower_case: bool):
             f"tokenizing inside the SavedModel (--vocab_file) needs tensorflow-text: "
             f"pip install 'tensorflow-text~={tf.__version__.rsplit('.', 1)[0]}.0'"
         ) from error
-    return BertTokenizer(vocab_file, do_lower_case=do_lower_case)
+    return BertTokenizer(vocab_file, do_lower_case=do_lower_case, strip_accents=strip_accents)
 
 
 class BertEncoderExport(tf.Module):
@@ -159,6 +159,7 @@ def export_saved_model(
     *,
     vocab_file: str | None = None,
     do_lower_case: bool = True,
+    strip_accents: bool | None = None,
     max_seq_length: int = 128,
 ) -> list[str]:
     """Writes the SavedModel of the weights' encoder into `output_dir`.
@@ -172,6 +173,7 @@ def export_saved_model(
       output_dir: a new or empty folder (local or gs://).
       vocab_file: adds the `serve_text` signature with this WordPiece vocab inside.
       do_lower_case: how the tokenizer treats case (True for uncased vocabs).
+      strip_accents: whether it strips accents; None: as do_lower_case (Google's rule).
       max_seq_length: tokens per example in `serve_text`, [CLS] and [SEP] included.
 
     Returns:
@@ -198,7 +200,9 @@ def export_saved_model(
                 f"max_seq_length {max_seq_length} must be between 2 and the model's "
                 f"max_position_embeddings {config.max_position_embeddings}"
             )
-        tokenizer = text_tokenizer(vocab_file, do_lower_case=do_lower_case)
+        tokenizer = text_tokenizer(
+            vocab_file, do_lower_case=do_lower_case, strip_accents=strip_accents
+        )
         if tokenizer.vocab_size != config.vocab_size:
             raise ValueError(
                 f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
@@ -223,6 +227,7 @@ def export_saved_model(
             "checkpoint": weights.source,
             "vocab_file": vocab_file or "",
             "do_lower_case": do_lower_case,
+            "strip_accents": do_lower_case if strip_accents is None else strip_accents,
             "max_seq_length": max_seq_length,
         },
         inputs=list(weights.files),
@@ -278,6 +283,7 @@ def define_flags() -> None:
     )
     flags.DEFINE_string("vocab_file", "", "WordPiece vocab: adds the raw-text signature.")
     flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased vocabs).")
+    flags.DEFINE_bool("strip_accents", None, "Strip accents; default: as --do_lower_case.")
     flags.DEFINE_integer("max_seq_length", 128, "Tokens per example in the raw-text signature.")
 
 
@@ -294,6 +300,7 @@ def main(argv):
             FLAGS.output,
             vocab_file=FLAGS.vocab_file or None,
             do_lower_case=FLAGS.do_lower_case,
+            strip_accents=FLAGS.strip_accents,
             max_seq_length=FLAGS.max_seq_length,
         )
     except tf.errors.OpError as error:

@@ -9,7 +9,9 @@ Before the first step, `check_inputs` compares the records with the run's settin
 `metadata.json` that create_pretraining_data writes beside them (max_seq_length,
 max_predictions_per_seq, vocab_size), and the first records themselves (feature lengths, ids
 below vocab_size), so a mismatch stops the run with a message naming the file, not with a shape
-error deep inside the compiled step or silently wrong embeddings lookups on a TPU.
+error deep inside the compiled step or silently wrong embeddings lookups on a TPU; and
+`check_same_tokenization` stops a run whose train and eval records (or several train folders)
+were made with different vocabs, lower-casing or accent stripping.
 """
 
 from __future__ import annotations
@@ -144,6 +146,34 @@ def check_inputs(
         max_predictions_per_seq=max_predictions_per_seq,
         vocab_size=vocab_size,
     )
+
+
+def check_same_tokenization(files: list[str]) -> None:
+    """Checks that every folder of records (train and eval) was tokenized alike: the same vocab
+    (by sha256), do_lower_case and strip_accents, as their metadata.json files record them.
+    Folders without one (Google's script writes none) are not compared.
+
+    Raises:
+      ValueError: two folders differ; the message names both metadata.json files and what
+        differs.
+    """
+    first: tuple[str, dict] | None = None
+    for folder in dict.fromkeys(storage.dirname(f) for f in files):
+        record = metadata.read(folder)
+        found = metadata.tokenization(record) if record else None
+        if found is None:
+            continue
+        where = storage.join(folder, metadata.FILENAME)
+        if first is None:
+            first = (where, found)
+            continue
+        for name, value in found.items():
+            if value != first[1][name]:
+                raise ValueError(
+                    f"{where} has {name}={value}, but {first[0]} has {name}={first[1][name]}: "
+                    "the records were tokenized differently, so the same ids do not mean the "
+                    "same text; remake one set with the other's vocab and flags"
+                )
 
 
 def _check_first_records(

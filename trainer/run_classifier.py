@@ -57,6 +57,8 @@ class ClassifierConfig:
     bert_config_file: str = ""  # the model's bert_config.json; "": the checkpoint's own
     vocab_file: str = ""  # WordPiece vocab; "": the vocab.txt beside the checkpoint
     do_lower_case: bool = True  # lower-case and strip accents (uncased vocabs)
+    # strip accents apart from case; None: as do_lower_case (Google's rule)
+    strip_accents: bool | None = None
     max_seq_length: int = 128  # tokens per example, [CLS] and [SEP]s included
     do_train: bool = False  # fine-tune on train
     do_eval: bool = False  # evaluate on dev (every epoch when training)
@@ -232,6 +234,15 @@ def load_classifier(model_dir: str, record: dict) -> classifier.BertClassifier:
     return model
 
 
+def tokenization_of(record: dict) -> dict:
+    """The tokenizer settings of a run, from its classifier_config.json record (runs from
+    before strip_accents was recorded stripped accents exactly when they lower-cased)."""
+    return {
+        "do_lower_case": record["do_lower_case"],
+        "strip_accents": record.get("strip_accents", record["do_lower_case"]),
+    }
+
+
 def load_split(model_dir: str, record: dict, split: str, *, data_dir: str = ""):
     """A run's task and the examples and features of one of its splits ("train", "dev": the
     first dev file, e.g. MNLI's dev_matched), with the run's tokenizer and max_seq_length, from
@@ -244,7 +255,7 @@ def load_split(model_dir: str, record: dict, split: str, *, data_dir: str = ""):
         task,
         storage.join(data_dir or config.data_dir, file_name),
         split=split,
-        tokenizer=BertTokenizer(vocab_file, do_lower_case=record["do_lower_case"]),
+        tokenizer=BertTokenizer(vocab_file, **tokenization_of(record)),
         vocab_file=vocab_file,
         max_seq_length=record["max_seq_length"],
         cache_dir=storage.join(model_dir, "features"),
@@ -297,7 +308,9 @@ def run(
     objective = objective or Objective()
     task = _task(config)
     bert, vocab_file = _model_config_and_vocab(config)
-    tokenizer = BertTokenizer(vocab_file, do_lower_case=config.do_lower_case)
+    tokenizer = BertTokenizer(
+        vocab_file, do_lower_case=config.do_lower_case, strip_accents=config.strip_accents
+    )
     if tokenizer.vocab_size != bert.vocab_size:
         raise ValueError(
             f"{vocab_file} has {tokenizer.vocab_size} tokens, the model's vocab_size is "
@@ -328,7 +341,8 @@ def run(
                 "task": task.name,
                 "labels": list(task.labels),
                 "max_seq_length": config.max_seq_length,
-                "do_lower_case": config.do_lower_case,
+                "do_lower_case": tokenizer.do_lower_case,
+                "strip_accents": tokenizer.strip_accents,
                 "bert": bert.to_dict(),
                 "flags": dataclasses.asdict(config),
                 **objective.record(),

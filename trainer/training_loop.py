@@ -617,6 +617,7 @@ def run(config: PretrainingConfig, *, strategy: tf.distribute.Strategy) -> dict[
                 max_predictions_per_seq=config.max_predictions_per_seq,
                 vocab_size=config.bert.vocab_size,
             )
+    input_pipeline.check_same_tokenization(train_files + eval_files)
     storage.makedirs(config.output_dir)
     storage.atomic_write(storage.join(config.output_dir, CONFIG_FILE), config.to_json_string())
     storage.atomic_write(
