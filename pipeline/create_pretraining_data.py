@@ -570,6 +570,28 @@ def _finish(shards, counts, *, config, vocab_size, scratch_dir):
     )
 
 
+def _empty_hint(inputs: Sequence[str]) -> str:
+    """Why text shards are empty, from extract_text's metadata.json beside them: most often a
+    small corpus whose eval split drew no document at --eval_fraction."""
+    hints = []
+    for folder in dict.fromkeys(storage.dirname(path) for path in inputs):
+        record = metadata.read(folder) or {}
+        if record.get("command") != "pipeline.extract_text":
+            continue
+        counts, flags = record.get("counts", {}), record.get("flags", {})
+        hints.append(
+            f"{folder} holds {counts.get('train_documents', 0)} train and "
+            f"{counts.get('eval_documents', 0)} eval documents "
+            f"(extract_text --eval_fraction={flags.get('eval_fraction')})"
+        )
+    if not hints:
+        return ""
+    return (
+        f" ({'; '.join(hints)}: a small corpus's eval split can draw no document; raise "
+        "--eval_fraction, or give more input)"
+    )
+
+
 def build_pipeline(
     pipeline: beam.Pipeline, config: CreatePretrainingDataConfig
 ) -> beam.PCollection:
@@ -598,7 +620,7 @@ def build_pipeline(
     )
     sizes = [storage.size(path) for path in inputs]
     if not any(sizes):
-        raise ValueError(f"every input file is empty: {', '.join(inputs)}")
+        raise ValueError(f"every input file is empty: {', '.join(inputs)}{_empty_hint(inputs)}")
     for path, size in zip(inputs, sizes, strict=True):
         if not size:
             logging.warning("input %s is empty", path)

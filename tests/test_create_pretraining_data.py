@@ -506,6 +506,20 @@ def test_bad_input_is_counted_or_refused(book_shards, tmp_path):
     (empty / "train-00000-of-00001.txt").write_bytes(b"")
     with pytest.raises(ValueError, match="every input file is empty"):
         run_job(str(empty / "*.txt"), tmp_path / "x", num_shards=2)
+    # An eval split that drew no document: extract_text's metadata.json beside it says why.
+    (empty / "eval-00000-of-00001.txt").write_bytes(b"")
+    metadata.write(
+        str(empty),
+        command="pipeline.extract_text",
+        flags={"eval_fraction": 0.2},
+        inputs=[],
+        outputs=[],
+        counts={"train_documents": 3, "eval_documents": 0},
+    )
+    with pytest.raises(
+        ValueError, match=r"holds 3 train and 0 eval documents .*--eval_fraction=0.2.*raise"
+    ):
+        run_job(str(empty / "eval-*.txt"), tmp_path / "x", num_shards=2)
     with pytest.raises(FileNotFoundError, match="nothing-here"):
         run_job(str(tmp_path / "nothing-here-*.txt"), tmp_path / "x", num_shards=2)
     # A lower-case vocab without --do_lower_case: most capitalised words are [UNK].

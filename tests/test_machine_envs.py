@@ -7,6 +7,7 @@ or of the dev venv is on the path.
 Checked on both: a few steps with checkpoints and --do_eval, the converters, --init_checkpoint
 from another format, fine-tuning with --do_eval, the serving export, and the export answering
 in a process of that machine. On the TPU VM also a resume and every --init_checkpoint format.
+And the data chain on a Dataflow worker's software (tests/machine_envs.py).
 """
 
 from __future__ import annotations
@@ -170,3 +171,50 @@ def test_the_trainer_trains_converts_fine_tunes_and_exports_on_the_machine_softw
     answer = json.loads(served.stdout.strip().splitlines()[-1])
     assert set(answer["label"]) <= {"0", "1"} and len(answer["probabilities"]) == 2
     assert all(abs(sum(p) - 1) < 1e-4 for p in answer["probabilities"])
+
+
+def test_the_data_stages_run_on_the_dataflow_worker_software(data_dir, tmp_path):
+    """Every stage of the data chain, with the command lines launch.dataflow sends (DirectRunner
+    here), in a Dataflow worker's environment: Beam's SDK-container software plus the package
+    Beam's stager builds from setup.py, nothing of the checkout."""
+    from contracts import metadata
+    from launch import chain
+
+    python = machine_envs.dataflow_worker_env_dir() / "bin" / "python"
+    if not python.exists():
+        skip_unless_ci(f"no Dataflow worker environment in {python.parent.parent}")
+    data = chain.DataChain(
+        # Eight articles, half held out: a small corpus's eval split must not come out empty.
+        wiki_input=f"{data_dir / sample_data.WIKI_TABLES},{data_dir / sample_data.TINYWIKI}",
+        books_input=str(data_dir / "books" / "pg11-alice-in-wonderland.txt"),
+        output_root=str(tmp_path / "out"),
+        wiki_num_shards=1,
+        books_num_shards=1,
+        wiki_eval_fraction=0.5,
+        vocab_size=600,
+        dupe_factor=1,
+        train_record_shards=1,
+        eval_record_shards=1,
+    )
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    for stage in chain.stages(data):
+        done = subprocess.run(
+            stage.argv(python=str(python)),
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, (stage.name, done.stderr[-3000:])
+    worker_beam = subprocess.run(
+        [str(python), "-c", "import apache_beam; print(apache_beam.__version__)"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for records in (data.train_records, data.eval_records):
+        written = metadata.read(records)
+        assert written and written["counts"]["instances"] > 0, records
+        assert written["versions"]["apache-beam"] == worker_beam, written["versions"]
