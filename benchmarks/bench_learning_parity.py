@@ -608,7 +608,7 @@ def lockstep(
         "| weights ours vs HF | weights ours vs ours+XLA (control) |",
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    names = training_loop.METRIC_SUMS + training_loop.STEP_VALUES
+    names = training_loop.LOOP_VALUES
     one = tf.constant(1, tf.int32)
     for step in range(steps):
         values = ours_loop(ours_batches, one).numpy().tolist()

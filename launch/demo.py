@@ -205,7 +205,8 @@ def read_eval_results(path: Path) -> dict[str, float]:
 
 
 def read_scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar in a TensorBoard event folder, by tag, as sorted (step, value) pairs."""
+    """Every scalar in a TensorBoard event folder, as sorted (step, value) pairs by metric name:
+    the tag without its group ("loss/mlm_loss" -> "mlm_loss")."""
     tf = command_line.import_tensorflow_quietly()  # heavy: only for reading the events
 
     series: dict[str, list[tuple[int, float]]] = {}
@@ -213,13 +214,16 @@ def read_scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
         for record in tf.data.TFRecordDataset(str(path)):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name not in ("", "scalars"):
+                    continue  # the config's text card
                 if value.HasField("tensor"):
                     number = float(tf.make_ndarray(value.tensor))
                 elif value.HasField("simple_value"):
                     number = float(value.simple_value)
                 else:
                     continue
-                series.setdefault(value.tag, []).append((int(event.step), number))
+                name = value.tag.rsplit("/", 1)[-1]
+                series.setdefault(name, []).append((int(event.step), number))
     return {tag: sorted(points) for tag, points in series.items()}
 
 

@@ -106,9 +106,11 @@ def _config(tmp_path, data_dir, **overrides) -> run_classifier.ClassifierConfig:
 
 def test_fine_tunes_minilm_evaluates_predicts_and_resumes(fixtures_dir, tmp_path):
     strategy = distribution.get_strategy("one_device")
-    config = _config(tmp_path, fixtures_dir / "glue/SST-2")
+    config = _config(tmp_path, fixtures_dir / "glue/SST-2", profile_steps="0,1")
     record = run_classifier.run(config, strategy=strategy)
     out = tmp_path / "run"
+    (trace,) = (out / "train").glob("plugins/profile/*/*.xplane.pb")
+    assert b"train_step" in trace.read_bytes()
     assert json.loads((out / "eval_results.json").read_text()) == record
     assert record["task"] == "SST-2" and record["examples"] == 2 and record["global_step"] == 1
     assert 0.0 <= record["accuracy"] <= 1.0

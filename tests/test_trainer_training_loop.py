@@ -28,17 +28,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def read_scalars(folder) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} from the TensorBoard event files in `folder`."""
+    """{metric: [(step, value), ...]} from the TensorBoard event files in `folder`; each tag
+    must be its metric in its group (training_loop.SUMMARY_GROUPS), e.g. "loss/mlm_loss"."""
     scalars: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(tf.io.gfile.glob(f"{folder}/events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "text":
+                    continue
+                group, name = value.tag.split("/")
+                assert training_loop.SUMMARY_GROUPS[name] == group, value.tag
                 number = (
                     float(tf.make_ndarray(value.tensor))
                     if value.HasField("tensor")
                     else value.simple_value
                 )
-                scalars.setdefault(value.tag, []).append((event.step, number))
+                scalars.setdefault(name, []).append((event.step, number))
     return scalars
 
 
@@ -103,8 +108,12 @@ def test_bert_tiny_learns_and_writes_events_checkpoints_and_eval(records, tmp_pa
         "tokens_per_second",
         "gradient_norm",
         "loss_scale",
+        "input_wait_share",
     ):
         assert [step for step, _ in train[name]] == [30, 60, 90, 120, 150], name
+    # In-memory records behind a prefetch: the input is never the bottleneck here.
+    assert all(0.0 <= share < 0.5 for _, share in train["input_wait_share"])
+    assert "eval_examples" not in train  # counts are not charted
     mlm = [value for _, value in train["mlm_loss"]]
     # It learns: from chance (ln 97 = 4.57) to below the records' unigram entropy bound.
     assert mlm[-1] < mlm[0] - 0.2 and mlm[-1] < math.log(VOCAB) - 0.8, mlm
@@ -129,6 +138,29 @@ def test_bert_tiny_learns_and_writes_events_checkpoints_and_eval(records, tmp_pa
     saved = training_loop.config_from_json((model_dir / "config.json").read_text())
     assert saved == config
     assert config_lib.BertConfig.from_json_file(str(model_dir / "bert_config.json")) == config.bert
+
+
+def test_profile_steps_trace_the_train_step_into_the_tensorboard_folder(records, tmp_path):
+    config = tiny_config(records, output_dir=str(tmp_path / "model"), profile_steps="2,4")
+    training_loop.run(config, strategy=distribution.get_strategy("one_device"))
+    train = tmp_path / "model" / "train"
+    # The loops of 3 steps are cut to end at START and STOP.
+    assert [step for step, _ in read_scalars(train)["loss"]] == [2, 4, 6]
+    traces = list(train.glob("plugins/profile/*/*.xplane.pb"))
+    assert len(traces) == 1, traces
+    trace = traces[0].read_bytes()
+    assert b"train_step" in trace and b"IteratorGetNext" in trace
+    # The run's config as a text card.
+    texts = [
+        value.tensor.string_val[0].decode()
+        for path in train.glob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+        if value.tag == "config"
+    ]
+    assert len(texts) == 1 and '"profile_steps": "2,4"' in texts[0]
+    with pytest.raises(ValueError, match="--profile_steps='4,2': need 0 <= START < STOP"):
+        tiny_config(records, profile_steps="4,2")
 
 
 def test_resumes_where_a_killed_run_stopped_with_the_same_learning_rate(records, tmp_path):

@@ -142,6 +142,26 @@ MIXED_PRECISIONS = ("fp32", "bf16", "fp16")
 STRATEGIES = ("auto", "tpu", "mirrored", "multi_worker", "one_device")
 
 
+def parse_profile_steps(text: str) -> tuple[int, int] | None:
+    """ "START,STOP" -> (START, STOP); "" -> None.
+
+    Raises:
+      ValueError: not two integers with 0 <= START < STOP; the message quotes the flag.
+    """
+    if not text:
+        return None
+    parts = text.split(",")
+    try:
+        start, stop = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError(
+            f"--profile_steps={text!r}: expected START,STOP (two step numbers, e.g. 10,15)"
+        ) from None
+    if not 0 <= start < stop:
+        raise ValueError(f"--profile_steps={text!r}: need 0 <= START < STOP")
+    return start, stop
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainingConfig:
     """One pretraining run. Field names follow the flags of `trainer.run_pretraining`."""
@@ -224,6 +244,9 @@ class PretrainingConfig:
     shuffle_buffer_size: int = 10_000
     # Seeds the file and record shuffle and the dropout masks.
     seed: int = 12345
+    # "START,STOP": a TensorFlow profiler trace of those steps into output_dir/train, for
+    # TensorBoard's Profile tab (trainer/profiling.py); "": none
+    profile_steps: str = ""
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -245,6 +268,7 @@ class PretrainingConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        parse_profile_steps(self.profile_steps)
         if self.num_train_steps < 0 or self.num_warmup_steps < 0:
             raise ValueError("num_train_steps and num_warmup_steps must not be negative")
         if self.max_seq_length > self.bert.max_position_embeddings:

@@ -245,6 +245,7 @@ def distill(config: DistillConfig, *, strategy: tf.distribute.Strategy) -> dict:
         strategy=config.strategy,
         tpu=config.tpu,
         seed=config.seed,
+        profile_steps="",  # the teacher's profiling window is not the student's
     )
     logging.info(
         "distilling %s (%d layers, hidden %d) into %d layers, hidden %d",

@@ -36,8 +36,9 @@ from trainer import (
     glue,
     glue_metrics,
     optimization,
+    profiling,
 )
-from trainer.config import STRATEGIES, BertConfig
+from trainer.config import STRATEGIES, BertConfig, parse_profile_steps
 
 CLASSIFIER_CONFIG_FILE = "classifier_config.json"
 # The vocab the run tokenized with, copied into --output_dir so the folder is self-contained.
@@ -76,10 +77,16 @@ class ClassifierConfig:
     strategy: str = dataclasses.field(default="auto", metadata={"enum": STRATEGIES})
     tpu: str = ""  # TPU name, "local" on a TPU VM, or grpc:// address
     seed: int = 12345  # seeds the head's initialisation, the shuffle and dropout
+    # "START,STOP": a TensorFlow profiler trace of those steps into output_dir/train, for
+    # TensorBoard's Profile tab (trainer/profiling.py); "": none
+    profile_steps: str = ""
     # custom task only: the text column(s), comma-separated (one, or two for pairs)
     text_columns: str = "sentence"
     label_column: str = "label"  # custom task only: the label column
     file_extension: str = ".tsv"  # custom task only: .tsv or .csv
+
+    def __post_init__(self):
+        parse_profile_steps(self.profile_steps)
 
 
 def _task(config: ClassifierConfig, *, labels: Sequence[str] | None = None) -> glue.Task:
@@ -483,7 +490,9 @@ def _train(
         objective=objective,
     )
 
-    writer = tf.summary.create_file_writer(storage.join(config.output_dir, "train"))
+    logdir = storage.join(config.output_dir, "train")
+    writer = tf.summary.create_file_writer(logdir)
+    profiler = profiling.StepProfiler(config.profile_steps, logdir=logdir)
     eval_writer = tf.summary.create_file_writer(storage.join(config.output_dir, "eval"))
     iterator = iter(dataset)
     logging.info(
@@ -496,34 +505,45 @@ def _train(
     )
     started, first_step, results = time.monotonic(), int(step.numpy()), {}
     log_every = max(1, min(100, steps_per_epoch))
-    while int(step.numpy()) < num_train_steps:
-        loss = float(train_step(iterator))
-        current = int(step.numpy())
-        with writer.as_default(step=current):
-            tf.summary.scalar("loss", loss)
-        end_of_epoch = current % steps_per_epoch == 0 or current == num_train_steps
-        if current % log_every == 0 or end_of_epoch:
-            seconds = time.monotonic() - started
-            rate = (current - first_step) / seconds if seconds else 0.0
-            logging.info(
-                "step %d/%d (epoch %.2f) loss %.4f, %.1f examples/s, time left %.0f s",
-                current,
-                num_train_steps,
-                current / steps_per_epoch,
-                loss,
-                rate * config.train_batch_size,
-                (num_train_steps - current) / rate if rate else float("nan"),
-            )
-        if end_of_epoch:
-            manager.save(checkpoint_number=current)
-            if dev:
-                results = evaluate(task, model, dev, batch_size=config.eval_batch_size)
-                with eval_writer.as_default(step=current):
-                    for split, metrics in results.items():
-                        for name, value in metrics.items():
-                            if name != "examples":
-                                tf.summary.scalar(f"{split}/{name}", value)
-                logging.info("eval at step %d: %s", current, json.dumps(results, sort_keys=True))
+    try:
+        while int(step.numpy()) < num_train_steps:
+            current = int(step.numpy())
+            profiler.before(current)
+            with profiling.trace("train_step", step=current):
+                loss = float(train_step(iterator))
+            current = int(step.numpy())
+            profiler.after(current)
+            with writer.as_default(step=current):
+                tf.summary.scalar("loss", loss)
+            end_of_epoch = current % steps_per_epoch == 0 or current == num_train_steps
+            if current % log_every == 0 or end_of_epoch:
+                seconds = time.monotonic() - started
+                rate = (current - first_step) / seconds if seconds else 0.0
+                logging.info(
+                    "step %d/%d (epoch %.2f) loss %.4f, %.1f examples/s, time left %.0f s",
+                    current,
+                    num_train_steps,
+                    current / steps_per_epoch,
+                    loss,
+                    rate * config.train_batch_size,
+                    (num_train_steps - current) / rate if rate else float("nan"),
+                )
+            if end_of_epoch:
+                with profiling.trace("checkpoint_save"):
+                    manager.save(checkpoint_number=current)
+                if dev:
+                    with profiling.trace("evaluate"):
+                        results = evaluate(task, model, dev, batch_size=config.eval_batch_size)
+                    with eval_writer.as_default(step=current):
+                        for split, metrics in results.items():
+                            for name, value in metrics.items():
+                                if name != "examples":
+                                    tf.summary.scalar(f"{split}/{name}", value)
+                    logging.info(
+                        "eval at step %d: %s", current, json.dumps(results, sort_keys=True)
+                    )
+    finally:
+        profiler.stop()  # a trace still running at the end or on an error
     writer.close()
     eval_writer.close()
     return results

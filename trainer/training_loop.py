@@ -30,7 +30,7 @@ import tensorflow as tf
 from absl import logging
 
 from contracts import batching, storage
-from trainer import checkpoints, input_pipeline, modeling, optimization
+from trainer import checkpoints, input_pipeline, modeling, optimization, profiling
 from trainer.config import BertConfig, PretrainingConfig
 
 # Order of the metric sums that travel through the all-reduce, packed in one float32 vector.
@@ -45,6 +45,29 @@ METRIC_SUMS = (
 )
 # Per-step values added up over a loop on the host side, after the sums above.
 STEP_VALUES = ("finite_steps", "gradient_norm_sum")
+# The train loop's vector: the above, then the seconds its input fetches waited for a batch.
+LOOP_VALUES = METRIC_SUMS + STEP_VALUES + ("input_wait_seconds",)
+
+# TensorBoard groups cards by the tag's prefix and sorts groups and cards by name: losses
+# first, then the accuracies, the optimizer, the speed. Train and eval (the runs train/ and
+# eval/) of one quantity share a tag, hence a card.
+SUMMARY_GROUPS = {
+    "loss": "loss",
+    "mlm_loss": "loss",
+    "nsp_loss": "loss",
+    "masked_lm_accuracy": "metrics",
+    "next_sentence_accuracy": "metrics",
+    "learning_rate": "optimizer",
+    "gradient_norm": "optimizer",
+    "loss_scale": "optimizer",
+    "skipped_steps": "optimizer",
+    "examples_per_second": "throughput",
+    "tokens_per_second": "throughput",
+    "model_flops_utilization": "throughput",
+    "input_wait_share": "throughput",
+}
+# Logged and in eval_results.txt, not charted (a count is a one-point chart).
+NOT_CHARTED = frozenset({"eval_examples"})
 
 EVAL_RESULTS_FILE = "eval_results.txt"
 CONFIG_FILE = "config.json"
@@ -359,7 +382,7 @@ class Trainer:
 
     def train_loop_function(self):
         """A tf.function(iterator, steps) running `steps` updates; returns the float32 vector
-        of METRIC_SUMS + STEP_VALUES summed over them."""
+        of LOOP_VALUES summed over them."""
         if self._train_loop is not None:
             return self._train_loop
         jit = self.jit_compile
@@ -370,11 +393,20 @@ class Trainer:
         @tf.function
         def train_loop(iterator, steps):
             totals = tf.zeros([size], tf.float32)
+            waited = tf.constant(0.0, tf.float64)
             for _ in tf.range(steps):
-                values = self.strategy.run(self._replica_step, args=(next(iterator),))
+                # The time the fetch blocks: ~0 while tf.data's prefetch keeps up, the step's
+                # whole input time when the run is input-bound.
+                with tf.name_scope("input_fetch"):
+                    fetch_started = tf.timestamp()
+                    with tf.control_dependencies([fetch_started]):
+                        batch = next(iterator)
+                    with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+                        waited += tf.timestamp() - fetch_started
+                values = self.strategy.run(self._replica_step, args=(batch,))
                 # Every replica holds the same all-reduced values; take the first.
                 totals += self.strategy.experimental_local_results(values)[0]
-            return totals
+            return tf.concat([totals, [tf.cast(waited, tf.float32)]], axis=0)
 
         self._train_loop = train_loop
         return train_loop
@@ -403,10 +435,23 @@ class Trainer:
         return eval_step
 
 
+def summary_tag(name: str) -> str:
+    """A metric's TensorBoard tag, e.g. "loss/mlm_loss" (SUMMARY_GROUPS)."""
+    return f"{SUMMARY_GROUPS[name]}/{name}"
+
+
 def _write_scalars(writer, metrics: Mapping[str, float], step: int) -> None:
     with writer.as_default(step=step):
         for name, value in metrics.items():
-            tf.summary.scalar(name, value)
+            if name not in NOT_CHARTED:
+                tf.summary.scalar(summary_tag(name), value)
+    writer.flush()
+
+
+def _write_config(writer, config: PretrainingConfig) -> None:
+    """The run's config as a text card (TensorBoard's Text tab), beside its scalars."""
+    with writer.as_default(step=0):
+        tf.summary.text("config", f"```\n{config.to_json_string()}\n```")
     writer.flush()
 
 
@@ -505,7 +550,11 @@ def train(trainer: Trainer, *, start_step: int) -> dict[str, float]:
     iterator = iter(dataset)
     train_loop = trainer.train_loop_function()
     manager = trainer.manager
-    writer = tf.summary.create_file_writer(storage.join(config.output_dir, "train"))
+    logdir = storage.join(config.output_dir, "train")
+    writer = tf.summary.create_file_writer(logdir)
+    if start_step == 0:
+        _write_config(writer, config)
+    profiler = profiling.StepProfiler(config.profile_steps, logdir=logdir)
     flops_per_step = (
         model_flops_per_sequence(
             config.bert,
@@ -526,66 +575,82 @@ def train(trainer: Trainer, *, start_step: int) -> dict[str, float]:
         strategy.num_replicas_in_sync,
         config.gradient_accumulation_steps,
     )
-    while step < config.num_train_steps:
-        steps = min(config.steps_per_loop, config.num_train_steps - step)
-        started = time.perf_counter()
-        try:
-            totals = train_loop(iterator, tf.constant(steps, tf.int32)).numpy().astype(np.float64)
-        except tf.errors.DataLossError as error:
-            raise input_pipeline.damaged_records_error(
-                files, error=error, step=step, checkpoint=manager.latest_checkpoint
-            ) from error
-        elapsed = time.perf_counter() - started
-        values = dict(zip(METRIC_SUMS + STEP_VALUES, totals.tolist(), strict=True))
-        new_step = int(trainer.step.numpy())
-        metrics = metrics_from_sums(values, nsp=config.nsp)
-        metrics["learning_rate"] = float(trainer.learning_rate(max(new_step - 1, 0)))
-        metrics["examples_per_second"] = values["examples"] / elapsed
-        metrics["tokens_per_second"] = values["tokens"] / elapsed
-        metrics["loss_scale"] = float(trainer.loss_scale.scale.numpy())
-        metrics["skipped_steps"] = steps - values["finite_steps"]
-        if values["finite_steps"]:
-            metrics["gradient_norm"] = values["gradient_norm_sum"] / values["finite_steps"]
-        if peak:
-            metrics["model_flops_utilization"] = flops_per_step * steps / elapsed / peak
-        _write_scalars(writer, metrics, new_step)
-        # The first loop includes tracing and compilation: no speed to extrapolate from.
-        left = (config.num_train_steps - new_step) * elapsed / steps
-        if step == start_step and new_step < config.num_train_steps:
-            left = math.nan
-        logging.info(
-            "step %d/%d  loss %.4f  mlm_loss %.4f (acc %.3f)%s  lr %.3g  %.1f examples/s%s%s"
-            "  time left %s",
-            new_step,
-            config.num_train_steps,
-            metrics["loss"],
-            metrics["mlm_loss"],
-            metrics["masked_lm_accuracy"],
-            f"  nsp_loss {metrics['nsp_loss']:.4f} (acc {metrics['next_sentence_accuracy']:.3f})"
-            if config.nsp
-            else "",
-            metrics["learning_rate"],
-            metrics["examples_per_second"],
-            f"  loss scale {metrics['loss_scale']:g}" if config.mixed_precision == "fp16" else "",
-            f"  skipped {metrics['skipped_steps']:g} non-finite"
-            if metrics["skipped_steps"]
-            else "",
-            "?" if math.isnan(left) else _format_duration(left),
-        )
-        non_finite = int(trainer.non_finite_steps.numpy())
-        if non_finite >= config.max_consecutive_non_finite_steps:
-            raise NonFiniteLossError(
-                f"{non_finite} updates in a row had non-finite gradients (last finite step "
-                f"{new_step}); the run diverged: lower --learning_rate, raise "
-                "--num_warmup_steps, or use --mixed_precision=bf16/fp32. The last good "
-                f"checkpoint is in {config.output_dir}"
+    try:
+        while step < config.num_train_steps:
+            steps = profiler.steps_to_run(
+                step, min(config.steps_per_loop, config.num_train_steps - step)
             )
-        # At each multiple of save_checkpoints_steps that this loop passed.
-        if new_step // config.save_checkpoints_steps > step // config.save_checkpoints_steps:
-            manager.save(checkpoint_number=new_step, check_interval=False)
-        step = new_step
+            profiler.before(step)
+            started = time.perf_counter()
+            try:
+                with profiling.trace("train_step", step=step):
+                    totals = train_loop(iterator, tf.constant(steps, tf.int32))
+                    totals = totals.numpy().astype(np.float64)
+            except tf.errors.DataLossError as error:
+                raise input_pipeline.damaged_records_error(
+                    files, error=error, step=step, checkpoint=manager.latest_checkpoint
+                ) from error
+            elapsed = time.perf_counter() - started
+            values = dict(zip(LOOP_VALUES, totals.tolist(), strict=True))
+            new_step = int(trainer.step.numpy())
+            metrics = metrics_from_sums(values, nsp=config.nsp)
+            metrics["learning_rate"] = float(trainer.learning_rate(max(new_step - 1, 0)))
+            metrics["examples_per_second"] = values["examples"] / elapsed
+            metrics["tokens_per_second"] = values["tokens"] / elapsed
+            metrics["loss_scale"] = float(trainer.loss_scale.scale.numpy())
+            metrics["skipped_steps"] = steps - values["finite_steps"]
+            if values["finite_steps"]:
+                metrics["gradient_norm"] = values["gradient_norm_sum"] / values["finite_steps"]
+            if peak:
+                metrics["model_flops_utilization"] = flops_per_step * steps / elapsed / peak
+            metrics["input_wait_share"] = min(1.0, values["input_wait_seconds"] / elapsed)
+            _write_scalars(writer, metrics, new_step)
+            # The first loop includes tracing and compilation: no speed to extrapolate from.
+            left = (config.num_train_steps - new_step) * elapsed / steps
+            if step == start_step and new_step < config.num_train_steps:
+                left = math.nan
+            logging.info(
+                "step %d/%d  loss %.4f  mlm_loss %.4f (acc %.3f)%s  lr %.3g  %.1f examples/s%s"
+                "  input wait %.0f%%%s%s  time left %s",
+                new_step,
+                config.num_train_steps,
+                metrics["loss"],
+                metrics["mlm_loss"],
+                metrics["masked_lm_accuracy"],
+                f"  nsp_loss {metrics['nsp_loss']:.4f} (acc {metrics['next_sentence_accuracy']:.3f})"
+                if config.nsp
+                else "",
+                metrics["learning_rate"],
+                metrics["examples_per_second"],
+                f"  MFU {metrics['model_flops_utilization']:.1%}" if peak else "",
+                100 * metrics["input_wait_share"],
+                f"  loss scale {metrics['loss_scale']:g}"
+                if config.mixed_precision == "fp16"
+                else "",
+                f"  skipped {metrics['skipped_steps']:g} non-finite"
+                if metrics["skipped_steps"]
+                else "",
+                "?" if math.isnan(left) else _format_duration(left),
+            )
+            non_finite = int(trainer.non_finite_steps.numpy())
+            if non_finite >= config.max_consecutive_non_finite_steps:
+                raise NonFiniteLossError(
+                    f"{non_finite} updates in a row had non-finite gradients (last finite step "
+                    f"{new_step}); the run diverged: lower --learning_rate, raise "
+                    "--num_warmup_steps, or use --mixed_precision=bf16/fp32. The last good "
+                    f"checkpoint is in {config.output_dir}"
+                )
+            # At each multiple of save_checkpoints_steps that this loop passed.
+            if new_step // config.save_checkpoints_steps > step // config.save_checkpoints_steps:
+                with profiling.trace("checkpoint_save"):
+                    manager.save(checkpoint_number=new_step, check_interval=False)
+            profiler.after(new_step)
+            step = new_step
+    finally:
+        profiler.stop()  # a trace still running at the end or on an error
     if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{step}"):
-        manager.save(checkpoint_number=step, check_interval=False)
+        with profiling.trace("checkpoint_save"):
+            manager.save(checkpoint_number=step, check_interval=False)
     writer.close()
     return metrics
 
