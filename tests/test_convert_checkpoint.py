@@ -306,7 +306,7 @@ def test_init_checkpoint_takes_every_format(trained, tmp_path):
         )
         trainer = training_loop.Trainer(config, strategy=strategy)
         fresh = {n: v.numpy() for n, v in modeling.google_variable_names(trainer.model).items()}
-        assert training_loop.restore_or_initialize(trainer, trainer.manager) == 0
+        assert training_loop.restore_or_initialize(trainer) == 0
         for name, variable in modeling.google_variable_names(trainer.model).items():
             np.testing.assert_array_equal(
                 variable.numpy(), expected.get(name, fresh[name]), err_msg=f"{path}: {name}"
@@ -320,14 +320,14 @@ def test_init_checkpoint_takes_every_format(trained, tmp_path):
     )
     trainer = training_loop.Trainer(config, strategy=strategy)
     with pytest.raises(ValueError, match="intermediate_size: 512 vs 256") as caught:
-        training_loop.restore_or_initialize(trainer, trainer.manager)
+        training_loop.restore_or_initialize(trainer)
     assert f"--init_checkpoint={tmp_path / 'wider'}" in str(caught.value)
     config = pretraining_config(
         tmp_path, init_checkpoint=str(tmp_path / "nothing"), output_dir=str(tmp_path / "run-y")
     )
     trainer = training_loop.Trainer(config, strategy=strategy)
     with pytest.raises(ValueError, match="no TensorFlow checkpoint") as caught:
-        training_loop.restore_or_initialize(trainer, trainer.manager)
+        training_loop.restore_or_initialize(trainer)
     assert str(tmp_path / "nothing") in str(caught.value)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -163,6 +165,83 @@ def test_profile_steps_trace_the_train_step_into_the_tensorboard_folder(records,
         tiny_config(records, profile_steps="4,2")
 
 
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("localhost", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.slow  # two TensorFlow processes, ~40 s
+def test_two_workers_train_together_and_only_the_chief_writes(records, tmp_path):
+    model_dir = tmp_path / "model"
+    cluster = {"worker": [f"localhost:{port}" for port in _free_ports(2)]}
+    flags = [
+        f"--input_file={records / 'records' / 'train-*.tfrecord'}",
+        f"--eval_input_file={records / 'records' / 'eval-*.tfrecord'}",
+        f"--output_dir={model_dir}",
+        "--model_size=tiny",
+        "--train_batch_size=8",
+        "--eval_batch_size=8",
+        "--num_train_steps=4",
+        "--num_warmup_steps=1",
+        "--steps_per_loop=2",
+        "--save_checkpoints_steps=2",
+        "--strategy=multi_worker",
+        "--do_eval",
+    ]
+    processes = []
+    for index in range(2):
+        (tmp_path / f"tmp{index}").mkdir()
+        environment = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            TMPDIR=str(tmp_path / f"tmp{index}"),  # where a worker's temporary folder goes
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trainer.run_pretraining", *flags],
+                cwd=ROOT,
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    logs = []
+    try:
+        for process in processes:
+            logs.append(process.communicate(timeout=300)[1])
+    finally:
+        for process in processes:
+            process.kill()
+    for process, log in zip(processes, logs, strict=True):
+        assert process.returncode == 0, log[-3000:]
+        assert "step 4/4" in log and "eval at step 4" in log, log[-3000:]
+    # One writer: worker 0's checkpoints, events and results; worker 1 left nothing anywhere.
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        "bert_config.json",
+        "checkpoint",
+        "ckpt-2.data-00000-of-00001",
+        "ckpt-2.index",
+        "ckpt-4.data-00000-of-00001",
+        "ckpt-4.index",
+        "config.json",
+        "eval",
+        "eval_results.txt",
+        "train",
+    ]
+    for run in ("train", "eval"):
+        assert len(list((model_dir / run).glob("events.out.tfevents.*"))) == 1, run
+    assert [step for step, _ in read_scalars(model_dir / "train")["loss"]] == [2, 4]
+    assert not any((tmp_path / "tmp1").iterdir())  # worker 1's checkpoints, removed
+    assert not any((tmp_path / "tmp0").iterdir())
+
+
 def test_resumes_where_a_killed_run_stopped_with_the_same_learning_rate(records, tmp_path):
     model_dir = tmp_path / "model"
     flags = [
@@ -208,7 +287,7 @@ def test_resumes_where_a_killed_run_stopped_with_the_same_learning_rate(records,
         jit_compile=None,
     )
     trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
-    assert training_loop.restore_or_initialize(trainer, trainer.manager) == killed_at
+    assert training_loop.restore_or_initialize(trainer) == killed_at
     # Weights and optimiser slots come back as saved.
     reader = tf.train.load_checkpoint(latest)
     saved_slot = reader.get_tensor("optimizer/m/0/.ATTRIBUTES/VARIABLE_VALUE")
@@ -251,7 +330,7 @@ def test_resumes_where_a_killed_run_stopped_with_the_same_learning_rate(records,
         dataclasses.replace(config, num_train_steps=100000),
         strategy=distribution.get_strategy("one_device"),
     )
-    training_loop.restore_or_initialize(resumed, resumed.manager)
+    training_loop.restore_or_initialize(resumed)
     assert float(resumed.learning_rate(resumed.step)) == pytest.approx(expected_rate, rel=1e-6)
     logged = dict(read_scalars(model_dir / "train")["learning_rate"])
     assert logged[killed_at] == pytest.approx(
@@ -400,7 +479,7 @@ def test_gcs_input_and_output(records, gcs_dir):
     assert read_scalars(f"{gcs_dir}/model/train")["mlm_loss"][-1][0] == 2
     # A second run in the same folder resumes from the gs:// checkpoint.
     trainer = training_loop.Trainer(config, strategy=distribution.get_strategy("one_device"))
-    assert training_loop.restore_or_initialize(trainer, trainer.manager) == 2
+    assert training_loop.restore_or_initialize(trainer) == 2
 
 
 def _mlm_loss_falls(config) -> list[float]:

@@ -120,3 +120,28 @@ def get_strategy(name: str, *, tpu: str = "") -> tf.distribute.Strategy:
         "strategy %s (asked: %s): %d replica(s)", resolved, name, strategy.num_replicas_in_sync
     )
     return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's outputs: always, except under
+    MultiWorkerMirroredStrategy, where only the chief does (TF_CONFIG's `chief` task, else
+    worker 0). Every worker still runs every step, evaluation and checkpoint save: they are
+    collective."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if not task_type or task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def worker_name(strategy: tf.distribute.Strategy) -> str:
+    """This process's task in the cluster, e.g. "worker-1" ("chief" outside a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or not (
+        resolver and resolver.task_type
+    ):
+        return "chief"
+    return f"{resolver.task_type}-{resolver.task_id}"

@@ -22,6 +22,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 
@@ -30,7 +33,14 @@ import tensorflow as tf
 from absl import logging
 
 from contracts import batching, storage
-from trainer import checkpoints, input_pipeline, modeling, optimization, profiling
+from trainer import (
+    checkpoints,
+    distribution,
+    input_pipeline,
+    modeling,
+    optimization,
+    profiling,
+)
 from trainer.config import BertConfig, PretrainingConfig
 
 # Order of the metric sums that travel through the all-reduce, packed in one float32 vector.
@@ -252,15 +262,35 @@ class Trainer:
             non_finite_steps=self.non_finite_steps,
             attempts=self.attempts,
         )
+        # Under MultiWorkerMirroredStrategy every worker saves (saving is collective), but only
+        # the chief into output_dir: the others save into a local temporary folder, removed
+        # at the end (`close`), so that no two processes write the same files.
+        self.is_chief = distribution.is_chief(strategy)
+        self.write_dir = (
+            config.output_dir
+            if self.is_chief
+            else tempfile.mkdtemp(prefix=f"bert-{distribution.worker_name(strategy)}-")
+        )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
-            config.output_dir,
+            self.write_dir,
             max_to_keep=config.keep_checkpoint_max,
             step_counter=self.step,
         )
         self.jit_compile = resolve_jit_compile(config.jit_compile, strategy)
         self._train_loop = None
         self._eval_step = None
+
+    def summary_writer(self, name: str):
+        """The TensorBoard writer of `output_dir/name` (a no-op writer except on the chief)."""
+        if not self.is_chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(storage.join(self.config.output_dir, name))
+
+    def close(self) -> None:
+        """Removes a non-chief worker's temporary folder."""
+        if not self.is_chief and os.path.isdir(self.write_dir):
+            shutil.rmtree(self.write_dir, ignore_errors=True)
 
     # ---- learning rate -------------------------------------------------------------------
 
@@ -455,7 +485,7 @@ def _write_config(writer, config: PretrainingConfig) -> None:
     writer.flush()
 
 
-def restore_or_initialize(trainer: Trainer, manager: tf.train.CheckpointManager) -> int:
+def restore_or_initialize(trainer: Trainer) -> int:
     """Resumes from the newest checkpoint in output_dir, else loads --init_checkpoint's
     weights (model only), else keeps the fresh initialisation. Returns the step.
 
@@ -469,10 +499,12 @@ def restore_or_initialize(trainer: Trainer, manager: tf.train.CheckpointManager)
         architecture), with the path in the message.
     """
     config = trainer.config
-    if manager.latest_checkpoint:
-        trainer.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    # Every worker resumes from the chief's checkpoints (the others' are temporary).
+    latest = tf.train.latest_checkpoint(config.output_dir)
+    if latest:
+        trainer.checkpoint.restore(latest).assert_existing_objects_matched()
         step = int(trainer.step.numpy())
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, step)
+        logging.info("resumed from %s at step %d", latest, step)
         return step
     if config.init_checkpoint:
         try:
@@ -550,11 +582,13 @@ def train(trainer: Trainer, *, start_step: int) -> dict[str, float]:
     iterator = iter(dataset)
     train_loop = trainer.train_loop_function()
     manager = trainer.manager
-    logdir = storage.join(config.output_dir, "train")
-    writer = tf.summary.create_file_writer(logdir)
+    writer = trainer.summary_writer("train")
     if start_step == 0:
         _write_config(writer, config)
-    profiler = profiling.StepProfiler(config.profile_steps, logdir=logdir)
+    profiler = profiling.StepProfiler(
+        config.profile_steps if trainer.is_chief else "",
+        logdir=storage.join(config.output_dir, "train"),
+    )
     flops_per_step = (
         model_flops_per_sequence(
             config.bert,
@@ -683,12 +717,21 @@ def run(config: PretrainingConfig, *, strategy: tf.distribute.Strategy) -> dict[
                 vocab_size=config.bert.vocab_size,
             )
     input_pipeline.check_same_tokenization(train_files + eval_files)
-    storage.makedirs(config.output_dir)
-    storage.atomic_write(storage.join(config.output_dir, CONFIG_FILE), config.to_json_string())
-    storage.atomic_write(
-        storage.join(config.output_dir, "bert_config.json"), config.bert.to_json_string()
-    )
     trainer = Trainer(config, strategy=strategy)
+    try:
+        return _run(trainer, eval_files)
+    finally:
+        trainer.close()
+
+
+def _run(trainer: Trainer, eval_files: list[str]) -> dict[str, float]:
+    config = trainer.config
+    if trainer.is_chief:
+        storage.makedirs(config.output_dir)
+        storage.atomic_write(storage.join(config.output_dir, CONFIG_FILE), config.to_json_string())
+        storage.atomic_write(
+            storage.join(config.output_dir, "bert_config.json"), config.bert.to_json_string()
+        )
     logging.info(
         "model: %d parameters, %.3g training FLOPs per sequence",
         modeling.count_parameters(trainer.model),
@@ -698,17 +741,18 @@ def run(config: PretrainingConfig, *, strategy: tf.distribute.Strategy) -> dict[
             predictions=config.max_predictions_per_seq,
         ),
     )
-    step = restore_or_initialize(trainer, trainer.manager)
+    step = restore_or_initialize(trainer)
     metrics: dict[str, float] = {}
     if config.do_train:
         metrics = train(trainer, start_step=step)
         step = int(trainer.step.numpy())
     if config.do_eval:
         metrics = evaluate(trainer, eval_files, max_steps=config.max_eval_steps)
-        writer = tf.summary.create_file_writer(storage.join(config.output_dir, "eval"))
+        writer = trainer.summary_writer("eval")
         _write_scalars(writer, metrics, step)
         writer.close()
-        _write_eval_results(config.output_dir, metrics, step)
+        if trainer.is_chief:
+            _write_eval_results(config.output_dir, metrics, step)
         logging.info(
             "eval at step %d: %s",
             step,
