@@ -63,6 +63,16 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     return options
 
 
+def is_dataflow(beam_args: Sequence[str]) -> bool:
+    """Whether the options run the job on Dataflow."""
+    return "Dataflow" in str(PipelineOptions(list(beam_args)).view_as(StandardOptions).runner)
+
+
+def local_workers(pipeline: beam.Pipeline) -> int:
+    """The local runner's worker count (--direct_num_workers; 1 when unset)."""
+    return max(1, pipeline.options.view_as(DirectOptions).direct_num_workers or 1)
+
+
 def _explicit_mode(beam_args: Sequence[str]) -> bool:
     return any(arg.startswith("--direct_running_mode") for arg in beam_args)
 

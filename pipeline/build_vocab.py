@@ -37,14 +37,14 @@ import apache_beam as beam
 import sentencepiece
 
 from contracts import hashing, lines, metadata, storage
-from pipeline import stage
+from pipeline import beam_options, progress, stage
 from tokenizer import basic_tokenization, vocab, vocab_learning
 from tokenizer.vocab_learning import LearnParams
 
 COMMAND = "pipeline.build_vocab"
 ALGORITHMS = ("wordpiece", "sentencepiece")
 _METRICS_NAMESPACE = "build_vocab"
-_LOG_EVERY_LINES = 1_000_000
+_PROGRESS_EVERY_LINES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +108,15 @@ def read_lines(path: str) -> Iterator[tuple[str, bool]]:
 class CountWordsInFile(beam.DoFn):
     """A text shard -> (word, count) for each distinct word in it (BERT's basic tokenization)."""
 
-    def __init__(self, *, do_lower_case: bool, strip_accents: bool | None = None):
+    def __init__(
+        self,
+        *,
+        do_lower_case: bool,
+        strip_accents: bool | None = None,
+        reading: progress.Progress | None = None,
+    ):
         self._normalization = {"do_lower_case": do_lower_case, "strip_accents": strip_accents}
+        self._progress = reading or progress.Progress(COMMAND, "lines", enabled=False)
         self._files = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "files")
         self._lines = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "lines")
         self._words = beam.metrics.Metrics.counter(_METRICS_NAMESPACE, "words")
@@ -121,12 +128,16 @@ class CountWordsInFile(beam.DoFn):
     def process(self, path: str) -> Iterator[tuple[str, int]]:
         counts: Counter[str] = Counter()
         num_lines = num_invalid = 0
+        read_bytes = 0
         for line, valid in read_lines(path):
             num_lines += 1
             num_invalid += not valid
+            read_bytes += len(line) + 1  # characters: bytes for the ASCII most text is
             counts.update(basic_tokenization.split_words(line, **self._normalization))
-            if num_lines % _LOG_EVERY_LINES == 0:
-                logging.info("%s: %d lines counted", path, num_lines)
+            if num_lines % _PROGRESS_EVERY_LINES == 0:
+                self._progress.advance(items=_PROGRESS_EVERY_LINES, bytes_done=read_bytes)
+                read_bytes = 0
+        self._progress.advance(items=num_lines % _PROGRESS_EVERY_LINES, bytes_done=read_bytes)
         self._files.inc()
         self._lines.inc(num_lines)
         self._invalid.inc(num_invalid)
@@ -145,9 +156,16 @@ class CountWords(beam.PTransform):
     invalid_utf8_lines over all shards, for metadata.json (read in the same pass).
     """
 
-    def __init__(self, *, do_lower_case: bool, strip_accents: bool | None = None):
+    def __init__(
+        self,
+        *,
+        do_lower_case: bool,
+        strip_accents: bool | None = None,
+        input_bytes: int = 0,
+    ):
         super().__init__()
         self._normalization = {"do_lower_case": do_lower_case, "strip_accents": strip_accents}
+        self._input_bytes = input_bytes
         self.file_stats: beam.PCollection | None = None
 
     def expand(self, paths):
@@ -156,9 +174,17 @@ class CountWords(beam.PTransform):
             # One shard per element; the reshuffle spreads shards over workers.
             | "SpreadShards" >> beam.Reshuffle()
             | "CountPerShard"
-            >> beam.ParDo(CountWordsInFile(**self._normalization)).with_outputs(
-                _FILE_STATS, main="words"
-            )
+            >> beam.ParDo(
+                CountWordsInFile(
+                    **self._normalization,
+                    reading=progress.Progress(
+                        COMMAND,
+                        "lines",
+                        total_bytes=self._input_bytes,
+                        workers=beam_options.local_workers(paths.pipeline),
+                    ),
+                )
+            ).with_outputs(_FILE_STATS, main="words")
         )
         self.file_stats = (
             counted[_FILE_STATS]
@@ -459,7 +485,9 @@ def build_pipeline(pipeline: beam.Pipeline, config: BuildVocabConfig) -> beam.PC
     file_stats = None
     if config.algorithm == "wordpiece":
         count_words = CountWords(
-            do_lower_case=config.do_lower_case, strip_accents=config.strip_accents
+            do_lower_case=config.do_lower_case,
+            strip_accents=config.strip_accents,
+            input_bytes=sum(storage.size(path) for path in inputs),
         )
         tokens = (
             paths

@@ -52,10 +52,12 @@ import numpy as np
 
 from contracts import hashing, metadata, storage
 from pipeline import (
+    beam_options,
     document_reader,
     example_encoding,
     masking,
     pretraining_instances,
+    progress,
     record_files,
     stage,
 )
@@ -218,7 +220,14 @@ _TOKENIZERS: dict[tuple[int, bool, bool], object] = {}
 class ReadAndTokenize(beam.DoFn):
     """Byte range -> tokenized documents (encoded), and one dict of counts per range."""
 
-    def __init__(self, tokenizer, *, config: PretrainingDataConfig):
+    def __init__(
+        self,
+        tokenizer,
+        *,
+        config: PretrainingDataConfig,
+        reading: progress.Progress | None = None,
+    ):
+        self._progress = reading or progress.Progress(COMMAND, "documents", enabled=False)
         # The vocab travels as its tokens; the tokenizer is rebuilt (once a process) in setup.
         self._tokens = tuple(sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__))
         self._normalization = {
@@ -254,6 +263,9 @@ class ReadAndTokenize(beam.DoFn):
                 batch, batch_sentences = [], 0
         if batch:
             yield from self._tokenize(batch, counts)
+        # The batches reported their characters; the range's bytes make up the rest.
+        reported = counts.pop("characters_reported", 0)
+        self._progress.advance(bytes_done=max(0, byte_range.end - byte_range.start - reported))
         logging.info(
             "read %s [%d, %d): %d documents",
             byte_range.path,
@@ -268,6 +280,9 @@ class ReadAndTokenize(beam.DoFn):
     def _tokenize(self, batch: list[document_reader.TextDocument], counts: Counter):
         tokenizer = self._tokenizer
         texts = [sentence for document in batch for sentence in document.sentences]
+        characters = sum(len(text) + 1 for text in texts)
+        counts["characters_reported"] += characters
+        self._progress.advance(items=len(batch), bytes_done=characters)
         ids = tokenizer.tokenize_to_ids(texts)
         row = 0
         for document in batch:
@@ -656,9 +671,18 @@ def build_pipeline(
         | "Ranges" >> beam.Create(ranges)
         | "SpreadRanges" >> beam.Reshuffle()
         | "ReadAndTokenize"
-        >> beam.ParDo(ReadAndTokenize(tokenizer, config=config)).with_outputs(
-            "counts", main="documents"
-        )
+        >> beam.ParDo(
+            ReadAndTokenize(
+                tokenizer,
+                config=config,
+                reading=progress.Progress(
+                    COMMAND,
+                    "documents",
+                    total_bytes=total_bytes,
+                    workers=beam_options.local_workers(pipeline),
+                ),
+            )
+        ).with_outputs("counts", main="documents")
     )
     documents = read.documents
     buckets = (

@@ -33,7 +33,16 @@ from typing import Any
 import apache_beam as beam
 
 from contracts import metadata, storage
-from pipeline import books, sentences, stage, text_shards, wikipedia_dump, wikitext
+from pipeline import (
+    beam_options,
+    books,
+    progress,
+    sentences,
+    stage,
+    text_shards,
+    wikipedia_dump,
+    wikitext,
+)
 
 COMMAND = "pipeline.extract_text"
 COUNTER_NAMESPACE = "extract_text"
@@ -154,16 +163,29 @@ class _WikiTemplates(Mapping):
         return sum(1 for _ in self)
 
 
+def _range_bytes(read_range: wikipedia_dump.ReadRange, sizes: Mapping[str, int]) -> int:
+    end = sizes[read_range.path] if read_range.end is None else read_range.end
+    return end - read_range.start
+
+
 class _ReadTemplatePagesFn(beam.DoFn):
     """Read range → `((dbname, title), (revision_id, kind, value))` for each template page."""
 
-    def __init__(self, sites: Mapping[str, wikipedia_dump.SiteInfo]):
+    def __init__(
+        self,
+        sites: Mapping[str, wikipedia_dump.SiteInfo],
+        sizes: Mapping[str, int],
+        reading: progress.Progress,
+    ):
         self._sites = dict(sites)
+        self._sizes = dict(sizes)
+        self._progress = reading
 
     def process(self, read_range: wikipedia_dump.ReadRange) -> Iterator[tuple]:
         site = self._sites[read_range.path]
         namespaces = frozenset({wikipedia_dump.TEMPLATE_NAMESPACE_KEY})
         for item in wikipedia_dump.read_pages(read_range, site=site, namespaces=namespaces):
+            self._progress.advance(items=1)
             if not isinstance(item, wikipedia_dump.Page) or item.namespace != 10:
                 continue  # bad pages are counted by the article pass
             definition = wikitext.template_definition(item)
@@ -171,6 +193,7 @@ class _ReadTemplatePagesFn(beam.DoFn):
                 kind, title, value = definition
                 _counter(f"templates_read_{kind}").inc()
                 yield (site.dbname, title), (item.revision_id, kind, value)
+        self._progress.advance(bytes_done=_range_bytes(read_range, self._sizes))
 
 
 def _newest(definitions: Iterable[tuple]) -> tuple:
@@ -181,8 +204,15 @@ def _newest(definitions: Iterable[tuple]) -> tuple:
 class _ReadArticlePagesFn(beam.DoFn):
     """Read range → article `Page`s; tagged output "drops": one reason string per dropped page."""
 
-    def __init__(self, sites: Mapping[str, wikipedia_dump.SiteInfo]):
+    def __init__(
+        self,
+        sites: Mapping[str, wikipedia_dump.SiteInfo],
+        sizes: Mapping[str, int],
+        reading: progress.Progress,
+    ):
         self._sites = dict(sites)
+        self._sizes = dict(sizes)
+        self._progress = reading
 
     def process(self, read_range: wikipedia_dump.ReadRange) -> Iterator[Any]:
         site = self._sites[read_range.path]
@@ -191,6 +221,7 @@ class _ReadArticlePagesFn(beam.DoFn):
         for item in wikipedia_dump.read_pages(read_range, site=site, namespaces=frozenset({0})):
             pages += 1
             _counter("pages_read").inc()
+            self._progress.advance(items=1)
             if isinstance(item, int):
                 reason = "namespace"
             elif isinstance(item, wikipedia_dump.BadPage):
@@ -211,6 +242,7 @@ class _ReadArticlePagesFn(beam.DoFn):
                 continue
             articles += 1
             yield read_range.path, item
+        self._progress.advance(bytes_done=_range_bytes(read_range, self._sizes))
         logging.info(
             "read %s: %d pages, %d articles in %.1f s",
             read_range.describe(),
@@ -287,6 +319,7 @@ class ReadWikipedia(beam.PTransform):
         self.sites = {
             path: wikipedia_dump.read_siteinfo(path, dump_date=dump_date) for path in paths
         }
+        self.sizes = {path: storage.size(path) for path in paths}
         self.ranges: list[wikipedia_dump.ReadRange] = []
         self.template_ranges: list[wikipedia_dump.ReadRange] = []
         for path in paths:
@@ -325,6 +358,12 @@ class ReadWikipedia(beam.PTransform):
 
     def expand(self, pipeline: beam.Pipeline):
         sites_by_path = self.sites
+        workers = beam_options.local_workers(pipeline.pipeline)
+
+        def reading(step: str, read_ranges: Sequence[wikipedia_dump.ReadRange]):
+            total = sum(_range_bytes(r, self.sizes) for r in read_ranges)
+            return progress.Progress(step, "pages", total_bytes=total, workers=workers)
+
         ranges = (
             pipeline
             | "PlanReads" >> beam.Create(self.ranges)
@@ -336,7 +375,14 @@ class ReadWikipedia(beam.PTransform):
                 pipeline
                 | "PlanTemplateReads" >> beam.Create(self.template_ranges)
                 | "SpreadTemplateRanges" >> beam.Reshuffle()
-                | "ReadTemplatePages" >> beam.ParDo(_ReadTemplatePagesFn(sites_by_path))
+                | "ReadTemplatePages"
+                >> beam.ParDo(
+                    _ReadTemplatePagesFn(
+                        sites_by_path,
+                        self.sizes,
+                        reading(f"{COMMAND}: template pass", self.template_ranges),
+                    )
+                )
                 | "NewestTemplate" >> beam.CombinePerKey(_newest)
             )
             templates = definitions | "Templates" >> beam.FlatMap(_definitions_of_kind, "template")
@@ -345,7 +391,7 @@ class ReadWikipedia(beam.PTransform):
             templates = pipeline | "NoTemplates" >> beam.Create([])
             redirects = pipeline | "NoRedirects" >> beam.Create([])
         read = ranges | "ReadArticlePages" >> beam.ParDo(
-            _ReadArticlePagesFn(sites_by_path)
+            _ReadArticlePagesFn(sites_by_path, self.sizes, reading(COMMAND, self.ranges))
         ).with_outputs("drops", main="pages")
         pages = read.pages
         if any(read_range.parts == 1 for read_range in self.ranges):
@@ -376,13 +422,15 @@ def _definitions_of_kind(item: tuple, kind: str) -> Iterator[tuple]:
 class _ReadBookFn(beam.DoFn):
     """Book path → `Document`; tagged output "drops". An unreadable file fails the job."""
 
-    def __init__(self, config: ExtractTextConfig):
+    def __init__(self, config: ExtractTextConfig, reading: progress.Progress):
         self._config = config
+        self._progress = reading
 
     def process(self, path: str) -> Iterator[Any]:
         started = time.monotonic()
         book = books.read_book(path, language=self._config.language or None)
         _counter("books_read").inc()
+        self._progress.advance(items=1, bytes_done=storage.size(path))
         document_sentences = sentences.split_paragraphs(book.paragraphs, language=book.language)
         logging.info(
             "read %s (%s, %s, %s): %d paragraphs, %d sentences in %.1f s",
@@ -410,12 +458,20 @@ class ReadBooks(beam.PTransform):
         self._config = config
 
     def expand(self, pipeline: beam.Pipeline):
+        reading = progress.Progress(
+            COMMAND,
+            "books",
+            total_bytes=sum(storage.size(path) for path in self._paths),
+            workers=beam_options.local_workers(pipeline.pipeline),
+        )
         read = (
             pipeline
             | "ListBooks" >> beam.Create(self._paths)
             | "SpreadBooks" >> beam.Reshuffle()
             | "ReadBooks"
-            >> beam.ParDo(_ReadBookFn(self._config)).with_outputs("drops", main="documents")
+            >> beam.ParDo(_ReadBookFn(self._config, reading)).with_outputs(
+                "drops", main="documents"
+            )
         )
         return read.documents, read.drops
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import apache_beam as beam
+from absl import flags
 
 from contracts import command_line, config_flags, metadata, storage
-from pipeline import beam_options
+from pipeline import beam_options, progress
 
 _TEMPORARY_NAME = re.compile(r"^\.(?:.+\.)?tmp-")
 
@@ -120,33 +122,64 @@ def remove_temporaries(folder: str) -> list[str]:
     return removed
 
 
-def run(stage: Stage, config: Any, beam_args: Sequence[str] = ()) -> dict[str, int]:
+def run(
+    stage: Stage, config: Any, beam_args: Sequence[str] = (), *, show_progress: bool = True
+) -> dict[str, int]:
     """Runs `stage` with `config` on the runner `beam_args` choose; returns its counters.
 
-    A run that fails leaves no temporary file or scratch folder behind, and its error goes on.
+    `show_progress`: progress lines while it reads (pipeline/progress.py), on local runners
+    only. At the end: the counters by name, the outputs written and the wall time. A run that
+    fails leaves no temporary file or scratch folder behind, and its error goes on.
     """
     logging.info("%s: %s", stage.command, config)
+    started = time.monotonic()
+    progress.reset()
+    progress.configure(enabled=show_progress and not beam_options.is_dataflow(beam_args))
     try:
         result = beam_options.run(stage.build_pipeline, beam_args, config=config)
     except BaseException:
         for path in remove_temporaries(stage.output_dir(config)):
             logging.info("removed %s, left by the failed run", path)
         raise
+    finally:
+        progress.configure(enabled=True)
     totals = beam_options.counters(result)
     beam_options.log_counters(stage.command, totals)
+    output_dir = stage.output_dir(config)
+    written = (metadata.read(output_dir) or {}).get("outputs", [])
+    logging.info(
+        "%s: wrote %d output file(s), %s, and metadata.json to %s in %.1f s",
+        stage.command,
+        len(written),
+        progress.human_size(sum(entry.get("bytes", 0) for entry in written)),
+        output_dir,
+        time.monotonic() - started,
+    )
     return totals
 
 
 def define_flags(stage: Stage, *, defaults: Mapping[str, Any] | None = None) -> None:
-    """The stage's flags, from its config's fields (`contracts.config_flags`)."""
+    """The stage's flags, from its config's fields (`contracts.config_flags`), and
+    --[no]progress."""
     config_flags.define_flags(stage.config_class, defaults=dict(defaults or {}))
+    flags.DEFINE_bool(
+        "progress",
+        True,
+        "A progress line every few seconds while reading (local runners; Dataflow's console "
+        "shows the counters instead).",
+    )
 
 
 def run_as_program(stage: Stage) -> None:
     """A stage's `__main__`: flags from its config, Beam options passed through to Beam."""
 
     def main(argv: Sequence[str]) -> None:
-        run(stage, config_flags.config_from_flags(stage.config_class), argv[1:])
+        run(
+            stage,
+            config_flags.config_from_flags(stage.config_class),
+            argv[1:],
+            show_progress=flags.FLAGS.progress,
+        )
 
     define_flags(stage)
     command_line.run(main, program=stage.command, flags_parser=beam_options.parse_flags)

@@ -10,7 +10,14 @@ import pytest
 from absl import flags
 
 from contracts import config_flags, metadata, storage
-from pipeline import build_vocab, create_pretraining_data, extract_text, stage
+from pipeline import (
+    beam_options,
+    build_vocab,
+    create_pretraining_data,
+    extract_text,
+    progress,
+    stage,
+)
 
 STAGES = (extract_text.STAGE, build_vocab.STAGE, create_pretraining_data.STAGE)
 
@@ -76,3 +83,48 @@ def test_every_stage_has_the_shape_and_its_flags_come_from_its_config(stage_def)
         if field.default is not dataclasses.MISSING and field.name in values:
             assert values[field.name].default == field.default, field.name
     assert stage_def.config_class.__dataclass_params__.frozen
+
+
+def test_progress_lines_say_what_was_read_how_fast_and_the_time_left(caplog):
+    line = progress.Progress("stage", "pages", total_bytes=4_000_000).describe(
+        1200, 1_000_000, seconds=10
+    )
+    assert line == (
+        "stage: 1,200 pages (120/s); 1.0 MB of 4.0 MB of input (25%, 100.0 kB/s); ~30 s left"
+    )
+    # Each of two worker processes sees half the input: the whole is estimated from its share.
+    two = progress.Progress("stage", "pages", total_bytes=4_000_000, workers=2)
+    assert two.describe(1200, 1_000_000, seconds=10).endswith(
+        "this worker of 2: 1.0 MB of 4.0 MB of input (50%, 100.0 kB/s); ~10 s left"
+    )
+    assert progress.Progress("s", "lines").describe(5, 0, seconds=1) == "s: 5 lines (5/s)"
+    # Lines come at most every `every_seconds`, counted over every DoFn instance of a process.
+    progress.reset()
+    with caplog.at_level("INFO"):
+        first = progress.Progress("stage", "pages", total_bytes=100, every_seconds=0.0)
+        first.advance(items=3, bytes_done=10)
+        progress.Progress("stage", "pages", total_bytes=100, every_seconds=0.0).advance(items=2)
+        progress.Progress("stage", "pages", every_seconds=3600).advance(items=1)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("stage:")]
+    assert [line.split(" (")[0] for line in lines] == ["stage: 3 pages", "stage: 5 pages"]
+
+
+def test_progress_is_off_with_noprogress_and_on_dataflow(tmp_path, caplog):
+    assert beam_options.is_dataflow(["--runner=DataflowRunner", "--project=p"])
+    assert not beam_options.is_dataflow(["--direct_num_workers=2"])
+    progress.configure(enabled=False)
+    try:
+        quiet = progress.Progress("quiet", "pages", every_seconds=0.0)
+    finally:
+        progress.configure(enabled=True)
+    with caplog.at_level("INFO"):
+        quiet.advance(items=1)
+        stage.run(TOY, ToyConfig(output_dir=str(tmp_path / "ok")), show_progress=False)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any(m.startswith("quiet:") for m in messages)
+    # The end of a run: its outputs and wall time.
+    assert any(
+        m.startswith(f"toy: wrote 1 output file(s), 0.0 kB, and metadata.json to {tmp_path}/ok in ")
+        for m in messages
+    ), messages
+    assert progress.Progress("after", "pages").enabled  # stage.run turns it back on
