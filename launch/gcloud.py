@@ -480,11 +480,17 @@ def trainer_requirements_beside(
     image's TPU build; and tensorflow-text's ops load only into the TensorFlow they were built
     for.
     """
-    major_minor = ".".join(tf_version.split(".")[:2])
     names = trainer_packages(root=root)
     plain = [n for n in names if n not in TENSORFLOW_BUILT]
-    built = [f"{n}=={major_minor}.*" for n in names if n in TENSORFLOW_BUILT]
+    built = pinned_to_tensorflow([n for n in names if n in TENSORFLOW_BUILT], tf_version)
     return requirements(plain, root=root), built
+
+
+def pinned_to_tensorflow(names: Iterable[str], tf_version: str) -> list[str]:
+    """Requirements of packages released in step with TensorFlow, pinned to its minor version:
+    ["tensorflow-text"], "2.20.0" -> ["tensorflow-text==2.20.*"]."""
+    major_minor = ".".join(tf_version.split(".")[:2])
+    return [f"{name}=={major_minor}.*" for name in names]
 
 
 def requirements(names: Iterable[str], *, root: str = PROJECT_ROOT) -> list[str]:

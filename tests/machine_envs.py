@@ -188,10 +188,11 @@ def build_dev_env(root: Path = DEFAULT_ROOT, *, log=print) -> Path:
     from launch import gcloud, tpu_pod
 
     env_dir = dev_env_dir(root)
-    major_minor = ".".join(tpu_pod.DEFAULT_TF_VERSION.split(".")[:2])
     pins = [
         f"tensorflow=={tpu_pod.DEFAULT_TF_VERSION}",
-        *(f"{name}=={major_minor}.*" for name in (*gcloud.TENSORFLOW_BUILT, "tensorboard")),
+        *gcloud.pinned_to_tensorflow(
+            (*gcloud.TENSORFLOW_BUILT, "tensorboard"), tpu_pod.DEFAULT_TF_VERSION
+        ),
     ]
     wanted = {"pins": pins, "setup.cfg": (ROOT / "setup.cfg").read_text()}
     pip = _fresh_env(env_dir, wanted, log=log)
