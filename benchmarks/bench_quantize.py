@@ -151,7 +151,7 @@ def measure_litert(name: str, run_dir: str, *, threads: int) -> tuple[list[dict]
         content = quantize.convert(model, max_seq_length=seq, mode=mode, calibration=calibration)
         lite = quantize.LiteModel(content, num_threads=threads)
         accuracy = run_classifier.metrics(task, examples, lite.logits(dev))["accuracy"]
-        single = quantize._rows(dev, np.arange(LATENCY_RUNS + 5) % len(examples))
+        single = quantize.batch_one_rows(dev, np.arange(LATENCY_RUNS + 5) % len(examples))
         batched = quantize.LiteModel(
             quantize.convert(
                 model, max_seq_length=seq, mode=mode, calibration=calibration, batch_size=32
@@ -166,7 +166,7 @@ def measure_litert(name: str, run_dir: str, *, threads: int) -> tuple[list[dict]
                 "size_mb": len(content) / 1e6,
                 **_timed(lite, single),
                 "batch32_examples_per_s": _throughput(
-                    batched, _batches(dev, quantize._FEATURES, 32)
+                    batched, _batches(dev, quantize.FEATURES, 32)
                 ),
                 "dev_accuracy": accuracy,
             }

@@ -47,7 +47,7 @@ MODEL_FILE = "model.tflite"
 REPORT_FILE = "quantization_report.json"
 MIN_CALIBRATION_EXAMPLES = 16
 # run_classifier's feature names, in INPUT_NAMES' order.
-_FEATURES = ("input_ids", "input_mask", "segment_ids")
+FEATURES = ("input_ids", "input_mask", "segment_ids")
 # The parts of the model a layer report groups tensors by. TFLite tensor names keep the Keras
 # layer path, one component per layer, each maybe with Keras's uniquifying suffix ("_1"), and
 # fused ops join their names with ";": bert_classifier/bert/encoder/layer_3_1/attention/...
@@ -107,8 +107,9 @@ def logits_function(model, *, max_seq_length: int, batch_size: int = 1):
     return serve.get_concrete_function()
 
 
-def _rows(features: dict[str, np.ndarray], indices) -> list[list[np.ndarray]]:
-    return [[features[name][i : i + 1].astype(np.int32) for name in _FEATURES] for i in indices]
+def batch_one_rows(features: dict[str, np.ndarray], indices) -> list[list[np.ndarray]]:
+    """The examples at `indices` as LiteRT inputs: per example, its FEATURES as int32 [1, seq]."""
+    return [[features[name][i : i + 1].astype(np.int32) for name in FEATURES] for i in indices]
 
 
 def convert(
@@ -151,7 +152,7 @@ def convert(
             for start in range(0, count - batch_size + 1, batch_size):
                 yield [
                     calibration[name][start : start + batch_size].astype(np.int32)
-                    for name in _FEATURES
+                    for name in FEATURES
                 ]
 
         converter.representative_dataset = representative
@@ -193,12 +194,12 @@ class LiteModel:
         return self.runner(**dict(zip(INPUT_NAMES, row, strict=True)))["logits"]
 
     def logits(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        rows = _rows(features, range(len(features["input_ids"])))
+        rows = batch_one_rows(features, range(len(features["input_ids"])))
         return np.concatenate([self(row) for row in rows], axis=0)
 
     def latency_ms(self, features: dict[str, np.ndarray], *, runs: int) -> dict[str, float]:
         """Batch-1 latency over `runs` calls on distinct examples, after a warm-up."""
-        rows = _rows(features, np.arange(runs + 5) % len(features["input_ids"]))
+        rows = batch_one_rows(features, np.arange(runs + 5) % len(features["input_ids"]))
         for row in rows[:5]:
             self(row)
         times = []
@@ -250,7 +251,7 @@ def layer_errors(
     quantized = LiteModel(quantized_content, num_threads=1, preserve_all_tensors=True)
     sums: dict[str, list[float]] = {}
     order: list[str] = []
-    for row in _rows(features, range(min(examples, len(features["input_ids"])))):
+    for row in batch_one_rows(features, range(min(examples, len(features["input_ids"])))):
         reference(row)
         quantized(row)
         expected, actual = _float_outputs(reference), _float_outputs(quantized)
@@ -323,7 +324,7 @@ def quantize(
                 f"{len(train['input_ids'])} examples; pass at most that many"
             )
         chosen = np.sort(np.random.default_rng(seed).choice(len(train["input_ids"]), count, False))
-        calibration = {name: train[name][chosen] for name in _FEATURES}
+        calibration = {name: train[name][chosen] for name in FEATURES}
         logging.info("calibrating on %d train examples", count)
     threads = num_threads or os.cpu_count() or 1
     logging.info("converting to %s", mode)
