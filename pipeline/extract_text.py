@@ -21,6 +21,7 @@ data (recorded in metadata.json).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -75,6 +76,9 @@ class ExtractTextConfig:
     eval_fraction: float = 0.005  # share of documents that go to eval, chosen by id hash
     min_article_chars: int = 200  # documents with less clean text than this are dropped (stubs)
     expand_templates: bool = True  # expand {{templates}} like the wikiextractor command
+    # keep list items (indented or not) as plain sentences without their markers; by default
+    # they are left out, as BERT's recipe keeps running text only
+    keep_lists: bool = False
     language: str = ""  # sentence rules; "": the dump's xml:lang or the book's header, else en
     dump_date: str = ""  # YYYY-MM-DD for {{CURRENTYEAR}} & co.; "": from the file name
     multistream_index: str = ""  # index of a single multistream dump; "": found beside it
@@ -270,6 +274,7 @@ class _CleanArticleFn(beam.DoFn):
         site = self._sites[path]
         wiki_templates = _WikiTemplates(templates, site.dbname)
         prefix = self._template_prefix(site, templates, wiki_templates)
+        counts: collections.Counter = collections.Counter()
         try:
             paragraphs = wikitext.clean_wikitext(
                 page,
@@ -278,6 +283,8 @@ class _CleanArticleFn(beam.DoFn):
                 redirects=_WikiTemplates(redirects, site.dbname),
                 prefix=prefix,
                 expand_templates=self._config.expand_templates,
+                keep_lists=self._config.keep_lists,
+                counts=counts,
             )
         except Exception as error:  # wikiextractor's regexes and recursion on odd wikitext
             logging.warning(
@@ -286,6 +293,9 @@ class _CleanArticleFn(beam.DoFn):
             _counter("dropped_clean_error").inc()
             yield beam.pvalue.TaggedOutput("drops", "clean_error")
             return
+        if counts["list_lines"]:
+            kept = "kept" if self._config.keep_lists else "removed"
+            _counter(f"list_lines_{kept}").inc(counts["list_lines"])
         language = sentences.language_code(self._config.language or site.language)
         document_sentences = sentences.split_paragraphs(paragraphs, language=language)
         if sum(len(sentence) for sentence in document_sentences) < self._config.min_article_chars:

@@ -18,6 +18,7 @@ Cleaning is wikiextractor's `Extractor` (3.1.0), with its traps worked around:
 from __future__ import annotations
 
 import calendar
+import collections
 import datetime
 import re
 from collections.abc import Iterable, Mapping
@@ -237,6 +238,8 @@ def clean_wikitext(
     redirects: Mapping[str, str] | None = None,
     prefix: str = CANONICAL_TEMPLATE_NAMESPACE + ":",
     expand_templates: bool = True,
+    keep_lists: bool = False,
+    counts: collections.Counter | None = None,
 ) -> list[str]:
     """Wikitext to plain-text paragraphs, with wikiextractor's `Extractor`.
 
@@ -248,6 +251,9 @@ def clean_wikitext(
       prefix: the template namespace prefix ("Template:"), see `template_prefix`.
       expand_templates: expand templates as the wikiextractor command does by default; False
         drops every `{{…}}` like its `--no-templates`.
+      keep_lists: keep list items (`*`, `#`, `;`, `:` lines, indented or not) as plain
+        paragraphs without their markers; by default they are left out (`without_lists`).
+      counts: where to add "list_lines" (list lines left out, or kept without markers).
 
     Returns:
       Paragraphs of plain text (no headings, lists or tables), one line each; paragraphs that
@@ -273,13 +279,74 @@ def clean_wikitext(
     extractor.magicWords = PinnedMagicWords(
         page_moment(page, site), parse_timestamp(page.timestamp)
     )
+    text, list_lines = without_lists(page.text, keep=keep_lists)
+    if counts is not None and list_lines:
+        counts["list_lines"] += list_lines
     paragraphs = extractor.clean_text(
-        _dump_escaped(page.text),
+        _dump_escaped(text),
         mark_headers=False,
         expand_templates=expand_templates,
         html_safe=False,
     )
     return [p for p in (_strip_leftovers(line) for line in paragraphs) if p]
+
+
+# A list or indentation line: `*`, `#`, `;` or `:` markers, in any mix, at the line's start.
+_LIST_LINE_RE = re.compile(r"^[*#:;]+[ \t]*(.*)$")
+# Markup that can run over several lines; a line inside it is not a list line of the article.
+_SPANNING_TAGS = "ref|math|poem|gallery|pre|nowiki|blockquote|score|timeline|syntaxhighlight"
+_OPEN_TAG_RE = re.compile(rf"<({_SPANNING_TAGS})\b[^>]*?(/?)>", re.I)
+_CLOSE_TAG_RE = re.compile(rf"</({_SPANNING_TAGS})\s*>", re.I)
+
+
+def _depth_change(line: str) -> int:
+    """How much deeper into multi-line markup the text is after `line` than before it."""
+    if not any(mark in line for mark in ("{", "}", "[", "]", "<", ">")):
+        return 0
+    opened = sum(not m.group(2) for m in _OPEN_TAG_RE.finditer(line)) if "<" in line else 0
+    closed = len(_CLOSE_TAG_RE.findall(line)) if "</" in line else 0
+    return (
+        line.count("{{")
+        - line.count("}}")
+        + line.count("[[")
+        - line.count("]]")
+        + line.count("<!--")
+        - line.count("-->")
+        + opened
+        - closed
+        + line.startswith("{|")
+        - line.startswith("|}")
+    )
+
+
+def without_lists(text: str, *, keep: bool = False) -> tuple[str, int]:
+    """The wikitext without its list and indentation lines; (text, lines taken).
+
+    wikiextractor drops lists that start at the margin (`* item`, `# item`) but not indented
+    ones: `:* Subfamily: [[X]]` comes out as `* Subfamily: X` and `: text` as a paragraph,
+    though BERT's recipe keeps running text only. A line counts as a list line only outside
+    every construct that can span lines (templates, links, comments, tables, <ref>, <math>,
+    ...) and when it closes all it opens: removing any other would break the markup around
+    it. A removed line leaves a paragraph break. With `keep`, each item stays as a paragraph
+    of its own, without its markers (a `;term : definition` line gives both parts).
+    """
+    markers = ("*", "#", ":", ";")
+    if text[:1] not in markers and not any(f"\n{marker}" in text for marker in markers):
+        return text, 0
+    lines = text.split("\n")
+    depth = taken = 0
+    for index, line in enumerate(lines):
+        change = _depth_change(line)
+        if depth == 0 and change == 0 and line[:1] in ("*", "#", ":", ";"):
+            item = _LIST_LINE_RE.match(line).group(1)
+            taken += 1
+            if keep:
+                parts = (part.strip() for part in item.split(" : "))
+                lines[index] = "\n" + "\n\n".join(p for p in parts if p) + "\n"
+            else:
+                lines[index] = ""
+        depth = max(0, depth + change)
+    return "\n".join(lines), taken
 
 
 def _has_residual_marks(text: str) -> bool:

@@ -305,6 +305,53 @@ def test_clean_wikitext_drops_headings_references_and_lists(tmp_path):
     ]
 
 
+LISTS = (
+    "The cat is a small animal. It lives with people.\n"
+    ":* Subfamily: [[Felinae]]\n"
+    "::# Genus: [[Felis]] here\n"
+    ";Term : its definition\n"
+    ": An indented remark.\n"
+    "* A plain bullet with [[link]].\n"
+    "Cats purr.<ref>A note\n"
+    "* inside the reference, not a list of the article</ref> They sleep a lot.\n"
+    "<!-- a comment\n"
+    ": inside a comment -->\n"
+    "{{Infobox\n"
+    "| list = \n"
+    "* inside a template\n"
+    "}}\n"
+    "A closing sentence of running text.\n"
+)
+
+
+def test_list_items_indented_or_not_are_left_out_or_kept_without_markers():
+    page = wikipedia_dump.Page(1, "Cat", 0, False, 5, "2013-01-01T00:00:00Z", LISTS)
+    counts = collections.Counter()
+    paragraphs = wikitext.clean_wikitext(page, site=wikipedia_dump.SiteInfo(), counts=counts)
+    # The lines inside the reference, the comment and the template are not the article's lists.
+    assert paragraphs == [
+        "The cat is a small animal. It lives with people.",
+        "Cats purr. They sleep a lot.",
+        "A closing sentence of running text.",
+    ]
+    assert counts["list_lines"] == 5
+    kept = wikitext.clean_wikitext(page, site=wikipedia_dump.SiteInfo(), keep_lists=True)
+    assert kept == [
+        "The cat is a small animal. It lives with people.",
+        "Subfamily: Felinae",
+        "Genus: Felis here",
+        "Term",
+        "its definition",
+        "An indented remark.",
+        "A plain bullet with link.",
+        "Cats purr. They sleep a lot.",
+        "A closing sentence of running text.",
+    ]
+    # A removed list line leaves a paragraph break: its neighbours do not run together.
+    text, taken = wikitext.without_lists("Line one\n: quoted\nLine two")
+    assert (text, taken) == ("Line one\n\nLine two", 1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input.
 
