@@ -63,6 +63,8 @@ class SiteInfo:
       language: the content language from `xml:lang`, e.g. "en".
       base_url: the main page URL from `<base>`.
       namespaces: `(key, name)` pairs; empty without `<siteinfo>`.
+      namespace_aliases: `(key, alias)` pairs from `<namespacealias key="…">` elements (or
+        `<namespacealiases><ns id="…">`), where a dump has them.
       template_namespace: the name of namespace 10 ("Template", "Vorlage", …), or None when the
         dump does not say (then the job uses the prefix of its template pages, else "Template").
       has_siteinfo: whether the dump has a `<siteinfo>` element at all.
@@ -75,6 +77,7 @@ class SiteInfo:
     language: str = sentences.DEFAULT_LANGUAGE
     base_url: str = ""
     namespaces: tuple[tuple[int, str], ...] = ()
+    namespace_aliases: tuple[tuple[int, str], ...] = ()
     template_namespace: str | None = None
     has_siteinfo: bool = False
     encoding: str = "utf-8"
@@ -373,10 +376,17 @@ def read_siteinfo(path: str, *, dump_date: str | None = None) -> SiteInfo:
         namespaces.append((key, name))
         if key == TEMPLATE_NAMESPACE_KEY and name:
             template_namespace = name
+    aliases = [
+        (int(element.get("key", "0")), (element.text or "").strip())
+        for element in siteinfo.iter("namespacealias")
+    ]
+    for group in siteinfo.iter("namespacealiases"):
+        aliases += [(int(e.get("id", "0")), (e.text or "").strip()) for e in group.iter("ns")]
     return SiteInfo(
         dbname=(siteinfo.findtext("dbname") or "").strip(),
         base_url=(siteinfo.findtext("base") or "").strip(),
         namespaces=tuple(namespaces),
+        namespace_aliases=tuple((key, alias) for key, alias in aliases if alias),
         template_namespace=template_namespace,
         has_siteinfo=True,
         **info,

@@ -26,7 +26,12 @@ from xml.sax.saxutils import escape as xml_escape
 
 from wikiextractor import extract as wikiextractor
 
-from pipeline.wikipedia_dump import CANONICAL_TEMPLATE_NAMESPACE, Page, SiteInfo
+from pipeline.wikipedia_dump import (
+    CANONICAL_TEMPLATE_NAMESPACE,
+    TEMPLATE_NAMESPACE_KEY,
+    Page,
+    SiteInfo,
+)
 
 # Templates that mark a disambiguation page on the English Wikipedia (and their common
 # redirects); `__DISAMBIG__` is the language-neutral switch the same templates emit.
@@ -121,6 +126,157 @@ def template_definition(page: Page) -> tuple[str, str, str] | None:
         return None
     kind, value = result
     return kind, page.title, value
+
+
+# MediaWiki's canonical namespace names, which every wiki accepts beside its local ones
+# (`{{Template:X}}` on a Czech wiki is `{{Šablona:X}}`), and the aliases it defines everywhere.
+CANONICAL_NAMESPACES = {
+    -2: "Media",
+    -1: "Special",
+    1: "Talk",
+    2: "User",
+    3: "User talk",
+    4: "Project",
+    5: "Project talk",
+    6: "File",
+    7: "File talk",
+    8: "MediaWiki",
+    9: "MediaWiki talk",
+    10: "Template",
+    11: "Template talk",
+    12: "Help",
+    13: "Help talk",
+    14: "Category",
+    15: "Category talk",
+}
+CANONICAL_ALIASES = {"Image": 6, "Image talk": 7}
+# Template redirects followed one after another at most (MediaWiki itself follows one; wikis
+# have chains from page moves). Longer chains, and loops, are counted as unresolved.
+MAX_TEMPLATE_REDIRECTS = 10
+
+
+def _title_form(text: str) -> str:
+    """Underscores and runs of whitespace as one space, trimmed (MediaWiki's title form)."""
+    return " ".join(text.replace("_", " ").split())
+
+
+def _ucfirst(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+class Namespaces:
+    """A wiki's namespace names as MediaWiki resolves them: its local names, the canonical
+    English ones and the aliases (siteinfo's and MediaWiki's own), any letter case, underscores
+    as spaces.
+
+    Args:
+      site: the dump's siteinfo.
+      template_prefix: the template namespace's prefix when the siteinfo does not name it.
+    """
+
+    def __init__(self, site: SiteInfo, *, template_prefix: str = ""):
+        self.local = {key: name for key, name in site.namespaces if name}
+        if TEMPLATE_NAMESPACE_KEY not in self.local and template_prefix:
+            self.local[TEMPLATE_NAMESPACE_KEY] = template_prefix.rstrip(":")
+        names = [*CANONICAL_NAMESPACES.items(), *((k, n) for n, k in CANONICAL_ALIASES.items())]
+        names += [*self.local.items(), *site.namespace_aliases]
+        self._keys = {_title_form(name).casefold(): key for key, name in names if name}
+        self.names = frozenset(_ucfirst(_title_form(name)) for _, name in names if name)
+
+    def key_of(self, prefix: str) -> int | None:
+        """The namespace key a title prefix names ("template", "Šablona", "Image"), else None."""
+        return self._keys.get(_title_form(prefix).casefold())
+
+    def name_of(self, key: int) -> str:
+        """The wiki's own name of a namespace (the canonical one where the dump names none)."""
+        return self.local.get(key) or CANONICAL_NAMESPACES[key]
+
+    def unprefixed_transclusions(self, text: str) -> str:
+        """`{{Template:X|…}}`, `{{šablona:X}}`, `{{<alias>:X}}` as `{{X|…}}`.
+
+        wikiextractor reads every `{{name:…}}` as a parser function call (and expands an
+        unknown one to nothing), so a transclusion that names the template namespace, which
+        MediaWiki allows under any of its names, came out empty. Transclusion defaults to
+        that namespace, so dropping the prefix keeps the meaning.
+        """
+        if "{{" not in text or ":" not in text:
+            return text
+        return _TRANSCLUSION_PREFIX_RE.sub(self._unprefixed, text)
+
+    def _unprefixed(self, match: re.Match) -> str:
+        if self.key_of(match.group(2)) == TEMPLATE_NAMESPACE_KEY:
+            return match.group(1)
+        return match.group(0)
+
+    def canonical(self, title: str) -> str:
+        """A title as the wiki stores it: "template:language_link" -> "Šablona:Language link"
+        on a Czech wiki; a title without a namespace only gets its first letter upper-cased."""
+        title = _title_form(title)
+        prefix, colon, rest = title.partition(":")
+        key = self.key_of(prefix) if colon else None
+        if key is None:
+            return _ucfirst(title)
+        return f"{self.name_of(key)}:{_ucfirst(rest.strip())}"
+
+
+# `{{` then a would-be namespace name and a colon (not `{{#if:`, `{{lc:`: those are not
+# namespace names, which `Namespaces.key_of` tells).
+_TRANSCLUSION_PREFIX_RE = re.compile(r"(\{\{)\s*([^{}|:#\n]{1,40}?)\s*:\s*")
+
+
+class _CanonicalTemplates(Mapping):
+    """Template bodies by title, looked up by canonical title (`Namespaces.canonical`)."""
+
+    def __init__(self, table: Mapping[str, str], namespaces: Namespaces):
+        self._table = table
+        self._namespaces = namespaces
+
+    def __getitem__(self, title: str) -> str:
+        body = self._table[self._namespaces.canonical(title)]
+        return self._namespaces.unprefixed_transclusions(body)
+
+    def __contains__(self, title: object) -> bool:
+        return isinstance(title, str) and self._namespaces.canonical(title) in self._table
+
+    def __iter__(self):
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
+class _RedirectChains:
+    """wikiextractor's `redirects.get(title)`, following chains of template redirects through
+    canonical titles, at most MAX_TEMPLATE_REDIRECTS; a chain that ends nowhere (no such
+    template, a loop, too long) is counted in `counts["template_redirects_unresolved"]`."""
+
+    def __init__(
+        self,
+        table: Mapping[str, str],
+        templates: Mapping[str, str],
+        namespaces: Namespaces,
+        counts: collections.Counter,
+    ):
+        self._table = table
+        self._templates = templates
+        self._namespaces = namespaces
+        self._counts = counts
+
+    def get(self, title: str, default=None):
+        canonical = self._namespaces.canonical(title)
+        if canonical not in self._table:
+            return default
+        seen = {canonical}
+        for _ in range(MAX_TEMPLATE_REDIRECTS):
+            target = self._namespaces.canonical(self._table[canonical])
+            if target in self._templates:
+                return target
+            if target in seen or target not in self._table:
+                break
+            seen.add(target)
+            canonical = target
+        self._counts["template_redirects_unresolved"] += 1
+        return default
 
 
 def template_prefix(site: SiteInfo, template_titles: Iterable[str] = ()) -> str:
@@ -253,24 +409,29 @@ def clean_wikitext(
         drops every `{{…}}` like its `--no-templates`.
       keep_lists: keep list items (`*`, `#`, `;`, `:` lines, indented or not) as plain
         paragraphs without their markers; by default they are left out (`without_lists`).
-      counts: where to add "list_lines" (list lines left out, or kept without markers).
+      counts: where to add "list_lines" (list lines left out, or kept without markers) and
+        "template_redirects_unresolved".
 
     Returns:
       Paragraphs of plain text (no headings, lists or tables), one line each; paragraphs that
       still hold wiki markup after cleaning are left out.
     """
-    known_namespaces = {name for _, name in site.namespaces if name}
-    known_namespaces.add(prefix.rstrip(":"))
+    counts = counts if counts is not None else collections.Counter()
+    namespaces = Namespaces(site, template_prefix=prefix)
+    templates = _CanonicalTemplates(templates if templates is not None else {}, namespaces)
     extractor = wikiextractor.Extractor(
         str(page.page_id),
         str(page.revision_id),
         site.base_url.rsplit("/", 1)[0] if site.base_url else "",
         page.title,
         [],
-        templates=templates if templates is not None else {},
-        redirects=redirects if redirects is not None else {},
+        templates=templates,
+        redirects=_RedirectChains(
+            redirects if redirects is not None else {}, templates, namespaces, counts
+        ),
         templatePrefix=prefix,
-        knownNamespaces=known_namespaces,
+        # Every name a title may use for a namespace: local, canonical, aliases.
+        knownNamespaces=set(namespaces.names | {prefix.rstrip(":")}),
         ignored_tag_patterns=_IGNORED_TAG_PATTERNS,
         keepLinks=False,
         # Section titles are not sentences: leave them out of the text.
@@ -279,9 +440,10 @@ def clean_wikitext(
     extractor.magicWords = PinnedMagicWords(
         page_moment(page, site), parse_timestamp(page.timestamp)
     )
-    text, list_lines = without_lists(page.text, keep=keep_lists)
-    if counts is not None and list_lines:
-        counts["list_lines"] += list_lines
+    text, list_lines = without_lists(
+        namespaces.unprefixed_transclusions(page.text), keep=keep_lists
+    )
+    counts["list_lines"] += list_lines
     paragraphs = extractor.clean_text(
         _dump_escaped(text),
         mark_headers=False,

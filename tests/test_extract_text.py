@@ -17,7 +17,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from contracts import metadata, storage
-from pipeline import beam_options, extract_text, text_shards
+from pipeline import beam_options, extract_text, text_shards, wikipedia_dump, wikitext
 from tests import pretraining_fixtures
 from tests.test_wikipedia import page_xml, write_multistream
 
@@ -311,3 +311,43 @@ def test_templates_from_the_dump_are_expanded_in_the_job(tmp_path):
     run_job(dump, str(tmp_path / "off"), expand_templates=False)
     dropped = b"".join(shard_bytes(str(tmp_path / "off")).values()).decode("utf-8")
     assert "People speak there." in dropped
+
+
+def test_templates_through_canonical_names_aliases_and_redirect_chains(fixtures_dir, tmp_path):
+    # A hand-made Czech dump: templates called as {{template:language_link}} (canonical name,
+    # lower case, underscores) and {{Šablony:Poznámka}} (a siteinfo alias), redirects to
+    # [[Template:Language link]] and [[template:ll]] (a chain of two), and a loop.
+    dump = str(fixtures_dir / "extract_text" / "cswiki-namespaces-pages-articles.xml")
+    site = wikipedia_dump.read_siteinfo(dump)
+    assert (6, "Obrázek") in site.namespace_aliases and (10, "Šablony") in site.namespace_aliases
+    out = str(tmp_path / "out")
+    counters = run_job(dump, out, eval_fraction=0.0, num_shards=1, min_article_chars=50)
+    assert counters["templates_read_template"] == 2 and counters["templates_read_redirect"] == 4
+    assert counters["template_redirects_unresolved"] == 1  # the loop, counted
+    assert documents_of(shard_bytes(out)) == [
+        [
+            "Kočka domácí (Felis catus) je malá šelma z čeledi kočkovitých (Felidae).",
+            "Lidé ji chovají po tisíce let a je oblíbeným domácím zvířetem v celé Evropě i jinde "
+            "ve světě.",
+            "Kočky spí až šestnáct hodin denně a nejvíce loví za soumraku.",
+            "Cat je anglický název tohoto zvířete.",
+            "Smyčka přesměrování nic nevloží.",
+        ]
+    ]
+
+
+def test_namespace_names_resolve_as_mediawiki_resolves_them():
+    site = wikipedia_dump.SiteInfo(
+        namespaces=((0, ""), (6, "Soubor"), (10, "Šablona")),
+        namespace_aliases=((10, "Šablony"),),
+    )
+    names = wikitext.Namespaces(site)
+    assert names.canonical("template:language_link") == "Šablona:Language link"
+    assert names.canonical("ŠABLONY: foo  bar") == "Šablona:Foo bar"
+    assert names.canonical("Image:Cat.jpg") == names.canonical("file:Cat.jpg") == "Soubor:Cat.jpg"
+    assert names.canonical("Category:Cats") == "Category:Cats"  # no local name: canonical
+    assert names.canonical("kočka") == "Kočka"
+    assert names.key_of("lc") is None and names.key_of("#if") is None
+    assert names.unprefixed_transclusions("{{Template:X|a}} {{ šablony : Y}} {{lc:Z}}") == (
+        "{{X|a}} {{Y}} {{lc:Z}}"
+    )
