@@ -296,8 +296,9 @@ class _CleanArticleFn(beam.DoFn):
         if counts["list_lines"]:
             kept = "kept" if self._config.keep_lists else "removed"
             _counter(f"list_lines_{kept}").inc(counts["list_lines"])
-        if counts["template_redirects_unresolved"]:
-            _counter("template_redirects_unresolved").inc(counts["template_redirects_unresolved"])
+        for name in ("template_redirects_unresolved", "debris_removed", "debris_dropped"):
+            if counts[name]:
+                _counter(name).inc(counts[name])
         language = sentences.language_code(self._config.language or site.language)
         document_sentences = sentences.split_paragraphs(paragraphs, language=language)
         if sum(len(sentence) for sentence in document_sentences) < self._config.min_article_chars:

@@ -75,8 +75,13 @@ _HAS_LETTER_RE = re.compile(r"[^\W\d_]")
 # only such a placeholder says nothing.
 _PLACEHOLDER_ONLY_RE = re.compile(r"^(?:(?:formula|codice)_\d+[\s.,;:]*)+$")
 # What removed templates leave in parentheses: "Schopenhauer (; 22 February 1788 – …)", "()".
-_EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,]?\s*\)")
-_PARENTHESIS_SEPARATOR_RE = re.compile(r"\(\s*[;,]\s*")
+# What a template that expands to nothing (one wikiextractor does not implement: #invoke Lua
+# modules, #language, ...) leaves in its sentence: parentheses with nothing or punctuation in
+# them, a separator just inside "(", a label's colon with no label (`(: "Felidae",: "кошачьи")`
+# from `({{Ll|la}}: "Felidae", {{Ll|ru}}: "кошачьи")`).
+_EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,:.\-–—/]*\s*\)")
+_PARENTHESIS_SEPARATOR_RE = re.compile(r"\(\s*[;,:]\s*")
+_DANGLING_COLON_RE = re.compile(r"(?<=[(,;])\s*:\s*")
 
 # English month and day names for the CURRENTMONTHNAME-like magic words (MediaWiki localises
 # them by the wiki's content language; wikiextractor leaves them empty).
@@ -450,7 +455,7 @@ def clean_wikitext(
         expand_templates=expand_templates,
         html_safe=False,
     )
-    return [p for p in (_strip_leftovers(line) for line in paragraphs) if p]
+    return [p for p in (_strip_leftovers(line, counts) for line in paragraphs) if p]
 
 
 # A list or indentation line: `*`, `#`, `;` or `:` markers, in any mix, at the line's start.
@@ -524,8 +529,10 @@ def _has_residual_marks(text: str) -> bool:
     )
 
 
-def _strip_leftovers(paragraph: str) -> str:
-    """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph."""
+def _strip_leftovers(paragraph: str, counts: collections.Counter) -> str:
+    """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph.
+    Counts the paragraphs whose template debris was removed (`debris_removed`) and those
+    dropped because nothing but debris was left (`debris_dropped`)."""
     text = paragraph
     # Each substitution only where it can match (substring tests are much cheaper than a
     # regex scan): most paragraphs need none of them.
@@ -534,8 +541,16 @@ def _strip_leftovers(paragraph: str) -> str:
     if "{{" in text:
         text = _LEFTOVER_TEMPLATE_RE.sub("", text)
     if "(" in text:
-        text = _EMPTY_PARENTHESES_RE.sub("", text)
-        text = _PARENTHESIS_SEPARATOR_RE.sub("(", text)
+        cleaned = _EMPTY_PARENTHESES_RE.sub("", text)
+        cleaned = _PARENTHESIS_SEPARATOR_RE.sub("(", cleaned)
+        if ":" in cleaned:
+            cleaned = _DANGLING_COLON_RE.sub(" ", cleaned).replace("( ", "(")
+        if cleaned != text:
+            if _HAS_LETTER_RE.search(cleaned):
+                counts["debris_removed"] += 1
+            else:
+                counts["debris_dropped"] += 1
+            text = cleaned
     text = text.strip()
     if (
         not text

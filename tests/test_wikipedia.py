@@ -352,6 +352,23 @@ def test_list_items_indented_or_not_are_left_out_or_kept_without_markers():
     assert (text, taken) == ("Line one\n\nLine two", 1)
 
 
+def test_debris_of_templates_that_expand_to_nothing_is_removed_and_counted():
+    # wikiextractor implements no Lua module: each {{#invoke:…}} expands to nothing.
+    text = (
+        'Kočka ({{#invoke:Lang|name|la}}: "Felidae", {{#invoke:Lang|name|ru}}: "кошачьи") je '
+        "šelma. Žije s lidmi po tisíce let.\n\n"
+        "Andorra ({{#invoke:IPA|ca}}, {{#invoke:IPA|es}}) je stát v Evropě.\n"
+    )
+    page = wikipedia_dump.Page(1, "Kočka", 0, False, 5, "2013-01-01T00:00:00Z", text)
+    counts = collections.Counter()
+    paragraphs = wikitext.clean_wikitext(page, site=wikipedia_dump.SiteInfo(), counts=counts)
+    assert paragraphs == [
+        'Kočka ("Felidae", "кошачьи") je šelma. Žije s lidmi po tisíce let.',
+        "Andorra je stát v Evropě.",
+    ]
+    assert counts["debris_removed"] == 2
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad input.
 
