@@ -79,9 +79,10 @@ _PLACEHOLDER_ONLY_RE = re.compile(r"^(?:(?:formula|codice)_\d+[\s.,;:]*)+$")
 # modules, #language, ...) leaves in its sentence: parentheses with nothing or punctuation in
 # them, a separator just inside "(", a label's colon with no label (`(: "Felidae",: "кошачьи")`
 # from `({{Ll|la}}: "Felidae", {{Ll|ru}}: "кошачьи")`).
-_EMPTY_PARENTHESES_RE = re.compile(r"\s*\(\s*[;,:.\-–—/]*\s*\)")
-_PARENTHESIS_SEPARATOR_RE = re.compile(r"\(\s*[;,:]\s*")
-_DANGLING_COLON_RE = re.compile(r"(?<=[(,;])\s*:\s*")
+# Full-width forms too (CJK text): （ ） ： ， 、 ；
+_EMPTY_PARENTHESES_RE = re.compile(r"\s*[(（]\s*[;,:.\-–—/；，、：]*\s*[)）]")
+_PARENTHESIS_SEPARATOR_RE = re.compile(r"([(（])\s*[;,:；，、：]\s*")
+_DANGLING_COLON_RE = re.compile(r"(?<=[(,;（，；、])\s*[:：]\s*")
 
 # English month and day names for the CURRENTMONTHNAME-like magic words (MediaWiki localises
 # them by the wiki's content language; wikiextractor leaves them empty).
@@ -540,11 +541,11 @@ def _strip_leftovers(paragraph: str, counts: collections.Counter) -> str:
         text = _LEFTOVER_TAG_RE.sub("", text)
     if "{{" in text:
         text = _LEFTOVER_TEMPLATE_RE.sub("", text)
-    if "(" in text:
+    if "(" in text or "（" in text:
         cleaned = _EMPTY_PARENTHESES_RE.sub("", text)
-        cleaned = _PARENTHESIS_SEPARATOR_RE.sub("(", cleaned)
-        if ":" in cleaned:
-            cleaned = _DANGLING_COLON_RE.sub(" ", cleaned).replace("( ", "(")
+        cleaned = _PARENTHESIS_SEPARATOR_RE.sub(r"\1", cleaned)
+        if ":" in cleaned or "：" in cleaned:
+            cleaned = _DANGLING_COLON_RE.sub(" ", cleaned).replace("( ", "(").replace("（ ", "（")
         if cleaned != text:
             if _HAS_LETTER_RE.search(cleaned):
                 counts["debris_removed"] += 1

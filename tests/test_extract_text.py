@@ -351,3 +351,52 @@ def test_namespace_names_resolve_as_mediawiki_resolves_them():
     assert names.unprefixed_transclusions("{{Template:X|a}} {{ šablony : Y}} {{lc:Z}}") == (
         "{{X|a}} {{Y}} {{lc:Z}}"
     )
+
+
+# Hand-made dumps in five more scripts, each with a template redirect chain through the
+# canonical name (`#REDIRECT [[Template:Latin]]`, then `[[template:language_link]]`), a
+# transclusion by canonical name or alias, indented lists and a Lua call in parentheses.
+SCRIPT_FIXTURES = {
+    "ruwiki": [
+        "Кошка (Felis catus) — небольшое хищное животное.",
+        "Она живёт рядом с человеком уже несколько тысяч лет.",
+        "Семейство кошачьих («Felidae») очень большое.",
+        "Cat — английское название.",
+    ],
+    "elwiki": [
+        "Η γάτα (Felis catus) είναι μικρό σαρκοφάγο θηλαστικό.",
+        "Ζει κοντά στον άνθρωπο εδώ και χιλιάδες χρόνια.",
+        "Η οικογένεια των αιλουροειδών («Felidae») είναι μεγάλη.",
+        "Το Cat είναι η αγγλική ονομασία.",
+    ],
+    "arwiki": [
+        "القط (Felis catus) حيوان لاحم صغير.",
+        "يعيش القط مع الإنسان منذ آلاف السنين.",
+        "فصيلة السنوريات («Felidae») فصيلة كبيرة.",
+        "الاسم الإنجليزي هو Cat.",
+    ],
+    "jawiki": [
+        "ネコ（Felis catus）は小型の肉食動物である。",
+        "人間と数千年にわたって暮らしてきた。",
+        "ネコ科（Felidae）は大きな科である。",
+        "英語ではCatという。",
+    ],
+    "hiwiki": [
+        "बिल्ली (Felis catus) एक छोटा मांसाहारी जानवर है।",
+        "यह हज़ारों वर्षों से मनुष्यों के साथ रहती है।",
+        "मार्जार कुल (Felidae) एक बड़ा कुल है।",
+        "अंग्रेज़ी में इसे Cat कहते हैं।",
+    ],
+}
+
+
+@pytest.mark.parametrize("wiki", sorted(SCRIPT_FIXTURES))
+def test_other_scripts_come_out_clean(wiki, fixtures_dir, tmp_path):
+    # Before namespaces, lists and debris were handled, each of these came out with two list
+    # items ("* Подсемейство: …"), a dangling "(: «Felidae»)" and the template text missing.
+    dump = str(fixtures_dir / "extract_text" / f"{wiki}-scripts-pages-articles.xml")
+    out = str(tmp_path / "out")
+    counters = run_job(dump, out, eval_fraction=0.0, num_shards=1, min_article_chars=20)
+    assert documents_of(shard_bytes(out)) == [SCRIPT_FIXTURES[wiki]]
+    assert counters["list_lines_removed"] == 2 and counters["debris_removed"] == 1
+    assert "template_redirects_unresolved" not in counters
