@@ -139,6 +139,7 @@ def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float
             "--do_lower_case unless given), so they can never match: pass --nostrip_accents, "
             "or use a vocab learned with accents stripped"
         )
+    _check_word_lengths(tokenizer.source, texts)
     ids = tokenizer.tokenize_to_ids(list(texts)) if texts else []
     total = sum(len(row) for row in ids)
     if total < _MIN_SAMPLE_TOKENS:
@@ -203,6 +204,31 @@ def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped f
     for d in dicts:
         total.update(d)
     return dict(total)
+
+
+def _check_word_lengths(source: str, texts: Sequence[str]) -> None:
+    """Refuses text whose "words" are mostly longer than WordPiece takes: a script written
+    without spaces between words (Thai, Khmer, Lao, Burmese), where BERT's basic tokenization
+    sees a whole phrase as one word and WordPiece turns it into one [UNK]."""
+    from tokenizer import basic_tokenization
+    from tokenizer.bert_tokenizer import MAX_CHARS_PER_WORD
+
+    total = long = 0
+    for text in texts:
+        if text.isascii():
+            total += len(text)
+            continue
+        for word in basic_tokenization.split_words(text, do_lower_case=False):
+            total += len(word)
+            long += len(word) if len(word) > MAX_CHARS_PER_WORD else 0
+    if total >= _MIN_SAMPLE_TOKENS and long > 0.2 * total:
+        raise ValueError(
+            f"{source}: {long / total:.0%} of a sample of the input is in words of more than "
+            f"{MAX_CHARS_PER_WORD} characters, which WordPiece turns into [UNK]: the text looks "
+            "like a script written without spaces between words (Thai, Khmer, Lao, Burmese). "
+            "Split it into words first (e.g. PyThaiNLP for Thai) before build_vocab and this "
+            "stage; Chinese and Japanese ideographs need nothing, they are split one by one"
+        )
 
 
 def _has_marks(token: str) -> bool:

@@ -553,6 +553,17 @@ def test_accented_vocab_with_accent_stripping_is_refused():
     assert job.check_vocabulary(kept, ["Some text."], max_unk_fraction=0.05) == 0.0
 
 
+def test_text_without_spaces_between_words_is_refused_with_what_to_do(tokenizer):
+    # Thai: no spaces between words, so BERT's basic tokenization sees whole phrases as words.
+    phrase = "แมวเป็นสัตว์เลี้ยงลูกด้วยนมขนาดเล็กที่อยู่กับมนุษย์มานานหลายพันปีแล้ว"
+    thai = [phrase * 3 + " " + phrase * 2 for _ in range(4)]
+    with pytest.raises(ValueError, match=r"without spaces between words \(Thai.*PyThaiNLP"):
+        job.check_vocabulary(tokenizer, thai, max_unk_fraction=0.05)
+    # Chinese and Japanese ideographs are words of their own: no such error.
+    chinese = ["猫是一种小型食肉哺乳动物，与人类共同生活了数千年。" * 8 for _ in range(4)]
+    assert job.check_vocabulary(tokenizer, chinese, max_unk_fraction=1.0) >= 0.0
+
+
 def test_read_and_tokenize_keeps_the_accent_setting(tokenizer):
     from tokenizer import BertTokenizer
 
