@@ -24,7 +24,7 @@ from pipeline import beam_options, create_pretraining_data
 from tests import pretraining_fixtures
 from tests.test_trainer_input_pipeline import PREDS, SEQ, VOCAB, write_metadata, write_records
 from trainer import config as config_lib
-from trainer import distribution, input_pipeline, optimization, training_loop
+from trainer import distribution, input_pipeline, optimization, profiling, training_loop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,6 +163,9 @@ def test_profile_steps_trace_the_train_step_into_the_tensorboard_folder(records,
     assert len(texts) == 1 and '"profile_steps": "2,4"' in texts[0]
     with pytest.raises(ValueError, match="--profile_steps='4,2': need 0 <= START < STOP"):
         tiny_config(records, profile_steps="4,2")
+    # Loops cut to the window's edges; a run resumed past the window runs whole loops again.
+    window = profiling.StepProfiler("2,4", logdir=str(tmp_path))
+    assert [window.steps_to_run(step, 3) for step in (0, 2, 4, 9)] == [2, 2, 3, 3]
 
 
 def _free_ports(count: int) -> list[int]:

@@ -45,8 +45,10 @@ class StepProfiler:
         if self.window is None or self.done:
             return steps
         start, stop = self.window
+        if step >= stop:  # e.g. a run resumed past the window
+            return steps
         boundary = start if step < start else stop
-        return max(1, min(steps, boundary - step))
+        return min(steps, boundary - step)
 
     def before(self, step: int) -> None:
         """Called before the loop that starts at `step`."""
