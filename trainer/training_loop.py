@@ -279,6 +279,8 @@ class Trainer:
         )
         self.jit_compile = resolve_jit_compile(config.jit_compile, strategy)
         self._train_loop = None
+        self._train_step = None
+        self._compiled_gradients = None
         self._eval_step = None
 
     def summary_writer(self, name: str):
@@ -415,31 +417,47 @@ class Trainer:
         of LOOP_VALUES summed over them."""
         if self._train_loop is not None:
             return self._train_loop
-        jit = self.jit_compile
-        self._compiled_gradients = tf.function(self._gradients, jit_compile=jit)
-        self._compiled_new_values = tf.function(self._new_values, jit_compile=jit)
+        self._compile_steps()
         size = len(METRIC_SUMS) + len(STEP_VALUES)
 
         @tf.function
         def train_loop(iterator, steps):
-            totals = tf.zeros([size], tf.float32)
-            waited = tf.constant(0.0, tf.float64)
+            totals = tf.zeros([size + 1], tf.float32)
             for _ in tf.range(steps):
-                # The time the fetch blocks: ~0 while tf.data's prefetch keeps up, the step's
-                # whole input time when the run is input-bound.
-                with tf.name_scope("input_fetch"):
-                    fetch_started = tf.timestamp()
-                    with tf.control_dependencies([fetch_started]):
-                        batch = next(iterator)
-                    with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
-                        waited += tf.timestamp() - fetch_started
-                values = self.strategy.run(self._replica_step, args=(batch,))
-                # Every replica holds the same all-reduced values; take the first.
-                totals += self.strategy.experimental_local_results(values)[0]
-            return tf.concat([totals, [tf.cast(waited, tf.float32)]], axis=0)
+                totals += self._one_step(iterator)
+            return totals
 
         self._train_loop = train_loop
         return train_loop
+
+    def train_step_function(self):
+        """A tf.function(iterator) running one update, with no loop inside: what the profiled
+        steps run, since XProf does not take a step marker around a compiled loop as a step on
+        a host trace. Returns the LOOP_VALUES vector of the step."""
+        if self._train_step is None:
+            self._compile_steps()
+            self._train_step = tf.function(self._one_step)
+        return self._train_step
+
+    def _compile_steps(self) -> None:
+        if self._compiled_gradients is None:
+            jit = self.jit_compile
+            self._compiled_gradients = tf.function(self._gradients, jit_compile=jit)
+            self._compiled_new_values = tf.function(self._new_values, jit_compile=jit)
+
+    def _one_step(self, iterator):
+        # The time the fetch blocks: ~0 while tf.data's prefetch keeps up, the step's whole
+        # input time when the run is input-bound.
+        with tf.name_scope("input_fetch"):
+            fetch_started = tf.timestamp()
+            with tf.control_dependencies([fetch_started]):
+                batch = next(iterator)
+            with tf.control_dependencies(tf.nest.flatten(batch, expand_composites=True)):
+                waited = tf.timestamp() - fetch_started
+        values = self.strategy.run(self._replica_step, args=(batch,))
+        # Every replica holds the same all-reduced values; take the first.
+        totals = self.strategy.experimental_local_results(values)[0]
+        return tf.concat([totals, [tf.cast(waited, tf.float32)]], axis=0)
 
     def eval_step_function(self):
         """A tf.function(distributed batch) returning the float32 METRIC_SUMS vector."""
@@ -617,9 +635,15 @@ def train(trainer: Trainer, *, start_step: int) -> dict[str, float]:
             profiler.before(step)
             started = time.perf_counter()
             try:
-                with profiling.trace("train_step", step=step):
-                    totals = train_loop(iterator, tf.constant(steps, tf.int32))
-                    totals = totals.numpy().astype(np.float64)
+                if profiler.active:  # one call a step, each with its step marker
+                    totals = np.zeros(len(LOOP_VALUES), np.float64)
+                    for offset in range(steps):
+                        with profiling.trace("train_step", step=step + offset):
+                            totals += trainer.train_step_function()(iterator).numpy()
+                else:
+                    with profiling.trace("train_step", step=step):
+                        totals = train_loop(iterator, tf.constant(steps, tf.int32))
+                        totals = totals.numpy().astype(np.float64)
             except tf.errors.DataLossError as error:
                 raise input_pipeline.damaged_records_error(
                     files, error=error, step=step, checkpoint=manager.latest_checkpoint
