@@ -68,6 +68,11 @@ def is_dataflow(beam_args: Sequence[str]) -> bool:
     return "Dataflow" in str(PipelineOptions(list(beam_args)).view_as(StandardOptions).runner)
 
 
+def runs_on_dataflow(pipeline: beam.Pipeline) -> bool:
+    """Whether `pipeline` is set to run on Dataflow."""
+    return "Dataflow" in str(pipeline.options.view_as(StandardOptions).runner)
+
+
 def local_workers(pipeline: beam.Pipeline) -> int:
     """The local runner's worker count (--direct_num_workers; 1 when unset)."""
     return max(1, pipeline.options.view_as(DirectOptions).direct_num_workers or 1)

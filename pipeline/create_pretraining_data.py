@@ -53,6 +53,7 @@ import numpy as np
 from contracts import hashing, metadata, storage
 from pipeline import (
     beam_options,
+    bucket_files,
     document_reader,
     example_encoding,
     masking,
@@ -79,6 +80,20 @@ class CreatePretrainingDataConfig(PretrainingDataConfig):
     input_file: str  # comma-separated globs of text shards (local or gs://)
     output_dir: str  # where the TFRecord shards and metadata.json go (local or gs://)
     vocab_file: str  # the WordPiece vocab the text is tokenized with
+    # How documents reach their bucket: "files" (scratch files beside the output, references
+    # through the shuffle: the local runner's memory stays bounded), "shuffle" (Beam's
+    # GroupByKey, which Dataflow's shuffle service spills to disk, but the local runner holds
+    # in memory), "auto": shuffle on Dataflow, files elsewhere. The records are the same.
+    group_buckets: str = dataclasses.field(
+        default="auto", metadata={"enum": ("auto", "files", "shuffle")}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.group_buckets not in ("auto", "files", "shuffle"):
+            raise ValueError(
+                f"group_buckets={self.group_buckets!r}: must be 'auto', 'files' or 'shuffle'"
+            )
 
 
 def shard_name(prefix: str, index: int, num_shards: int, *, compression: str) -> str:
@@ -244,15 +259,21 @@ _TOKENIZERS: dict[tuple[int, bool, bool], object] = {}
 
 
 class ReadAndTokenize(beam.DoFn):
-    """Byte range -> tokenized documents (encoded), and one dict of counts per range."""
+    """Byte range -> (bucket, tokenized document, encoded) or, with `bucket_dir`, the range's
+    documents written to one scratch file there and (bucket, `bucket_files.Slice`) out; and
+    one dict of counts per range."""
 
     def __init__(
         self,
         tokenizer,
         *,
         config: PretrainingDataConfig,
+        num_buckets: int,
+        bucket_dir: str | None = None,
         reading: progress.Progress | None = None,
     ):
+        self._num_buckets = num_buckets
+        self._bucket_dir = bucket_dir
         self._progress = reading or progress.Progress(COMMAND, "documents", enabled=False)
         # The vocab travels as its tokens; the tokenizer is rebuilt (once a process) in setup.
         self._tokens = tuple(sorted(tokenizer.vocab, key=tokenizer.vocab.__getitem__))
@@ -273,22 +294,32 @@ class ReadAndTokenize(beam.DoFn):
 
     def process(self, byte_range):
         counts: Counter = Counter()
-        batch: list[document_reader.TextDocument] = []
-        batch_sentences = 0
         documents = document_reader.read_documents(
             byte_range,
             max_document_bytes=self._config.max_document_bytes,
             max_sentence_bytes=self._config.max_sentence_bytes,
             counts=counts,
         )
-        for document in documents:
-            batch.append(document)
-            batch_sentences += len(document.sentences)
-            if batch_sentences >= self._config.tokenize_batch_sentences:
-                yield from self._tokenize(batch, counts)
-                batch, batch_sentences = [], 0
-        if batch:
-            yield from self._tokenize(batch, counts)
+        tokenized = self._tokenized(documents, counts)
+        keyed = (
+            (
+                hashing.bucket_of(
+                    "bucket", self._config.random_seed, d[0], num_buckets=self._num_buckets
+                ),
+                d,
+            )
+            for d in tokenized
+        )
+        if self._bucket_dir is None:
+            yield from keyed
+        else:
+            buckets: dict[int, list] = {}
+            for bucket, document in keyed:
+                buckets.setdefault(bucket, []).append(document)
+            path = storage.join(
+                self._bucket_dir, bucket_files.range_file_name(byte_range.path, byte_range.start)
+            )
+            yield from bucket_files.write_range(path, buckets)
         # The batches reported their characters; the range's bytes make up the rest.
         reported = counts.pop("characters_reported", 0)
         self._progress.advance(bytes_done=max(0, byte_range.end - byte_range.start - reported))
@@ -302,6 +333,18 @@ class ReadAndTokenize(beam.DoFn):
         for name, value in counts.items():
             _count(name, value)
         yield beam.pvalue.TaggedOutput("counts", dict(counts))
+
+    def _tokenized(self, documents: Iterable[document_reader.TextDocument], counts: Counter):
+        batch: list[document_reader.TextDocument] = []
+        batch_sentences = 0
+        for document in documents:
+            batch.append(document)
+            batch_sentences += len(document.sentences)
+            if batch_sentences >= self._config.tokenize_batch_sentences:
+                yield from self._tokenize(batch, counts)
+                batch, batch_sentences = [], 0
+        if batch:
+            yield from self._tokenize(batch, counts)
 
     def _tokenize(self, batch: list[document_reader.TextDocument], counts: Counter):
         tokenizer = self._tokenizer
@@ -332,12 +375,16 @@ class ReadAndTokenize(beam.DoFn):
             )
 
 
-def _decode_bucket(
-    encoded_documents: Iterable[tuple[str, bytes, bytes]], *, vocab_size: int, random_seed: int
-) -> list[pretraining_instances.Document]:
-    documents = [
-        pretraining_instances.decode_document(e, vocab_size=vocab_size) for e in encoded_documents
-    ]
+def _decode_bucket(grouped: Iterable, *, vocab_size: int, random_seed: int):
+    """A bucket's documents in bucket order, from what its GroupByKey delivered: the documents
+    themselves (encoded) or `bucket_files.Slice`s of the range files holding them.
+
+    (Untyped: Beam would log every string annotation of a function it maps.)
+    """
+    grouped = list(grouped)
+    if grouped and isinstance(grouped[0], bucket_files.Slice):
+        grouped = bucket_files.read_slices(grouped)
+    documents = [pretraining_instances.decode_document(e, vocab_size=vocab_size) for e in grouped]
     return pretraining_instances.bucket_order(documents, random_seed=random_seed)
 
 
@@ -680,14 +727,19 @@ def build_pipeline(
     _remove_stale_outputs(output_dir, prefix=config.output_prefix)
     scratch_dir = storage.join(output_dir, f".tmp-{config.output_prefix}-{uuid.uuid4().hex}")
     ranges = document_reader.plan_ranges(inputs, sizes, split_bytes=config.split_bytes)
+    grouping = config.group_buckets
+    if grouping == "auto":
+        grouping = "shuffle" if beam_options.runs_on_dataflow(pipeline) else "files"
     logging.info(
-        "%s: %d input files (%d bytes) in %d ranges, ~%d documents in %d buckets -> %s; %s",
+        "%s: %d input files (%d bytes) in %d ranges, ~%d documents in %d buckets (grouped "
+        "through %s) -> %s; %s",
         COMMAND,
         len(inputs),
         total_bytes,
         len(ranges),
         estimated_documents,
         num_buckets,
+        "scratch files" if grouping == "files" else "the shuffle",
         output_dir,
         config,
     )
@@ -701,6 +753,8 @@ def build_pipeline(
             ReadAndTokenize(
                 tokenizer,
                 config=config,
+                num_buckets=num_buckets,
+                bucket_dir=storage.join(scratch_dir, "buckets") if grouping == "files" else None,
                 reading=progress.Progress(
                     COMMAND,
                     "documents",
@@ -710,18 +764,7 @@ def build_pipeline(
             )
         ).with_outputs("counts", main="documents")
     )
-    documents = read.documents
-    buckets = (
-        documents
-        | "KeyByBucket"
-        >> beam.Map(
-            lambda d: (
-                hashing.bucket_of("bucket", config.random_seed, d[0], num_buckets=num_buckets),
-                d,
-            )
-        )
-        | "GroupIntoBuckets" >> beam.GroupByKey()
-    )
+    buckets = read.documents | "GroupIntoBuckets" >> beam.GroupByKey()
     bucket_counts = (
         buckets
         | "CountInstances"

@@ -21,6 +21,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from contracts import hashing, metadata, schema
 from pipeline import (
     beam_options,
+    bucket_files,
     document_reader,
     example_encoding,
     pretraining_instances,
@@ -45,6 +46,8 @@ GOOGLE_NAME_TO_FEATURES = {
     "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64),
 }
 CLS, SEP, MASK = 101, 102, 103
+# The shared job's flags: small buckets and byte ranges, so that the books make several of each.
+JOB_FLAGS = dict(dupe_factor=2, num_shards=4, min_bucket_documents=16, split_bytes=256 << 10)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,26 +249,42 @@ def test_part_files_round_trip(tmp_path):
 # Beam steps
 
 
-def test_read_and_tokenize_step(tmp_path, tokenizer):
+@pytest.mark.parametrize("grouping", ["shuffle", "files"])
+def test_read_and_tokenize_step(tmp_path, tokenizer, grouping):
     path = tmp_path / "train-00000-of-00001.txt"
     path.write_text("Hello world.\nSecond line.\n\n\u00a0\n\nThird doc here.\n", encoding="utf-8")
     ranges = document_reader.plan_ranges([str(path)], [path.stat().st_size], split_bytes=10)
     config = pretraining_instances.PretrainingDataConfig()
+    bucket_dir = str(tmp_path / "buckets") if grouping == "files" else None
+
+    def documents_of(element):
+        bucket, item = element
+        assert 0 <= bucket < 3
+        if bucket_dir:  # a bucket's slice of a range file: read it back
+            assert isinstance(item, bucket_files.Slice) and item.path.startswith(bucket_dir)
+            yield from ((bucket, e) for e in bucket_files.read_slices([item]))
+        else:
+            yield bucket, item
+
     with test_pipeline.TestPipeline(runner="FnApiRunner") as pipeline:
         out = (
             pipeline
             | beam.Create(ranges)
-            | beam.ParDo(job.ReadAndTokenize(tokenizer, config=config)).with_outputs(
-                "counts", main="documents"
-            )
+            | beam.ParDo(
+                job.ReadAndTokenize(tokenizer, config=config, num_buckets=3, bucket_dir=bucket_dir)
+            ).with_outputs("counts", main="documents")
         )
-        documents = out.documents | beam.Map(
-            lambda e: (
-                e[0],
-                pretraining_instances.decode_document(e, vocab_size=30522).tokens.tolist(),
-                pretraining_instances.decode_document(
-                    e, vocab_size=30522
-                ).sentence_lengths.tolist(),
+        documents = (
+            out.documents
+            | beam.FlatMap(documents_of)
+            | beam.Map(
+                lambda b_e: (
+                    b_e[1][0],
+                    pretraining_instances.decode_document(b_e[1], vocab_size=30522).tokens.tolist(),
+                    pretraining_instances.decode_document(
+                        b_e[1], vocab_size=30522
+                    ).sentence_lengths.tolist(),
+                )
             )
         )
         hello = tokenizer.tokenize_to_ids(["Hello world.", "Second line.", "Third doc here."])
@@ -348,7 +367,7 @@ def test_buffered_shuffle_is_a_seeded_permutation_that_breaks_runs():
 @pytest.fixture(scope="module")
 def job_output(book_shards, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("records") / "train"
-    record = run_job(book_shards, output_dir, dupe_factor=2, num_shards=4)
+    record = run_job(book_shards, output_dir, **JOB_FLAGS)
     return output_dir, record
 
 
@@ -444,9 +463,10 @@ def test_records_hold_the_input_text(job_output, book_shards, tokenizer):
     assert actions["mask"] > 6 * actions["random"] and actions["random"] > 0
 
 
-def test_reruns_give_the_same_bytes(job_output, book_shards, tmp_path):
-    output_dir, record = job_output
-    again = run_job(book_shards, tmp_path / "again", dupe_factor=2, num_shards=4)
+def test_reruns_give_the_same_bytes_through_either_grouping(job_output, book_shards, tmp_path):
+    output_dir, record = job_output  # grouped through scratch files (the local default)
+    again = run_job(book_shards, tmp_path / "again", **JOB_FLAGS, group_buckets="shuffle")
+    assert record["counts"]["buckets"] > 1 and len(book_shards) > 1
     assert [o["sha256"] for o in again["outputs"]] == [o["sha256"] for o in record["outputs"]]
     for name in (o["path"] for o in record["outputs"]):
         assert (tmp_path / "again" / name).read_bytes() == (output_dir / name).read_bytes()
@@ -458,8 +478,7 @@ def test_one_and_two_workers_give_the_same_bytes(job_output, book_shards, tmp_pa
     two = run_job(
         book_shards,
         tmp_path / "two",
-        dupe_factor=2,
-        num_shards=4,
+        **JOB_FLAGS,
         beam_args=["--direct_num_workers=2"],
     )
     assert [o["sha256"] for o in two["outputs"]] == [o["sha256"] for o in record["outputs"]]
@@ -472,9 +491,7 @@ def test_gzip_and_prefix_and_stale_outputs(job_output, book_shards, tmp_path):
     (out / "eval-00000-of-00009.tfrecord").write_bytes(b"stale")  # another --num_shards
     (out / "metadata.json").write_text("{}")
     (out / "keep.txt").write_text("not ours")
-    gz = run_job(
-        book_shards, out, dupe_factor=2, num_shards=4, compression="gzip", output_prefix="eval"
-    )
+    gz = run_job(book_shards, out, **JOB_FLAGS, compression="gzip", output_prefix="eval")
     names = sorted(os.listdir(out))
     assert names == [f"eval-0000{i}-of-00004.tfrecord.gz" for i in range(4)] + [
         "keep.txt",
@@ -572,7 +589,9 @@ def test_read_and_tokenize_keeps_the_accent_setting(tokenizer):
     # The same vocab twice: the per-process tokenizer cache must tell the settings apart.
     for strip_accents, pieces in ((True, ["cafe"]), (False, ["café"])):
         step = job.ReadAndTokenize(
-            BertTokenizer.from_tokens(tokens, strip_accents=strip_accents), config=config
+            BertTokenizer.from_tokens(tokens, strip_accents=strip_accents),
+            config=config,
+            num_buckets=1,
         )
         step = pickle.loads(pickle.dumps(step))  # as Beam ships it to a worker
         step.setup()
@@ -645,3 +664,21 @@ def test_gcs_input_and_output(book_shards, gcs_dir, tmp_path):
     # Same ids as the same files read locally: the document ids do not depend on the folder.
     local = run_job(book_shards[:2], tmp_path, dupe_factor=1, num_shards=2, compression="gzip")
     assert [o["sha256"] for o in local["outputs"]] == [o["sha256"] for o in record["outputs"]]
+
+
+def test_bucket_files_round_trip_and_refuse_a_truncated_slice(tmp_path):
+    buckets = {
+        7: [("doc:0", b"\x01\x00\x02\x00", b"\x02\x00\x00\x00")],
+        2: [("dóc:1", b"", b""), ("doc:2", b"\x05\x00", b"\x01\x00\x00\x00")],
+    }
+    path = str(tmp_path / "buckets" / bucket_files.range_file_name("a.txt", 0))
+    slices = dict(bucket_files.write_range(path, buckets))
+    assert sorted(slices) == [2, 7] and os.listdir(tmp_path / "buckets") == [Path(path).name]
+    assert slices[2].offset == 0 and slices[7].offset == slices[2].length  # bucket order
+    for bucket, documents in buckets.items():
+        assert list(bucket_files.read_slices([slices[bucket]])) == documents
+    Path(path).write_bytes(Path(path).read_bytes()[:-3])
+    with pytest.raises(ValueError, match="truncated"):
+        list(bucket_files.read_slices([slices[7]]))
+    with pytest.raises(ValueError, match="holds 2 documents, expected 3"):
+        list(bucket_files.read_slices([slices[2]._replace(documents=3)]))
