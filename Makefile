@@ -57,8 +57,11 @@ TF220_TESTS := tests/test_trainer_modeling.py tests/test_trainer_optimization.py
 	tests/test_trainer_input_pipeline.py tests/test_trainer_distribution.py tests/test_glue.py \
 	tests/test_contracts.py
 
+# The suite runs in TEST_WORKERS processes, a test module per process at a time.
+TEST_WORKERS ?= 2
+
 test: lint machine-envs
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	$$($(PY) -m tests.machine_envs --print_python=dev) -m pytest -m "not slow" $(TF220_TESTS)
 
 # Every trainer test on TensorFlow 2.20 (155 tests, ~9 min here: kept out of `make test`, whose
@@ -68,7 +71,7 @@ test-tf220: machine-envs
 
 # Everything except the tests marked slow.
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'

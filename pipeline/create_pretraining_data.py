@@ -19,6 +19,10 @@ The Beam graph, and why it is shaped so:
    pool random "B" segments are drawn from and the unit of work: no worker ever holds more than
    one bucket, never the corpus. The number of buckets is chosen before the job runs, from
    the input size and the documents in a sample of it, so it is the same on every runner.
+   On Dataflow documents reach their bucket through the shuffle (a GroupByKey); the local
+   runner would hold that GroupByKey's input in memory, so there each range writes its
+   documents to a scratch file, sorted by bucket, and only references to the slices cross the
+   shuffle (`pipeline.bucket_files`; `--group_buckets`).
 3. CountInstances: the cuts of each bucket are made once without masks, only to count its
    instances; their prefix sums give every instance a global slot, so that shards can be
    balanced to within one instance without a second shuffle of the data.
