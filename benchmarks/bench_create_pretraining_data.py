@@ -45,6 +45,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_float("corpus_mb", 30.0, "Size of the main corpus, in MB (10^6 bytes).")
 flags.DEFINE_float("small_corpus_mb", 3.0, "Size of the small corpus (memory slope); 0 skips.")
 flags.DEFINE_list("workers", ["1", "2"], "Our runs: --direct_num_workers values.")
+flags.DEFINE_list(
+    "group_buckets", ["auto"], "Our runs: --group_buckets values (files, shuffle; auto: files)."
+)
 flags.DEFINE_bool("skip_reference", False, "Run ours only.")
 flags.DEFINE_string("work_dir", "", "Where corpora and outputs go (default: a temporary folder).")
 
@@ -159,7 +162,9 @@ def run_reference(corpus: list[Path], output: Path, *, log: Path) -> tuple[float
     )
 
 
-def run_ours(corpus: list[Path], output: Path, *, workers: int, log: Path) -> tuple[float, int]:
+def run_ours(
+    corpus: list[Path], output: Path, *, workers: int, grouping: str, log: Path
+) -> tuple[float, int]:
     return measure(
         [
             sys.executable,
@@ -171,6 +176,7 @@ def run_ours(corpus: list[Path], output: Path, *, workers: int, log: Path) -> tu
             "--num_shards=64",
             *JOB_FLAGS,
             f"--direct_num_workers={workers}",
+            f"--group_buckets={grouping}",
         ],
         log=log,
     )
@@ -205,19 +211,24 @@ def main(argv) -> None:
             wall, peak = run_reference(paths, output, log=work / f"reference-{name}.log")
             rows.append(("reference", name, wall, peak, [str(output)]))
             print(f"reference {name}: {wall:.1f} s, peak {peak / 2**20:.0f} MiB", flush=True)
-        for workers in map(int, FLAGS.workers):
-            if name != "main" and workers != int(FLAGS.workers[0]):
-                continue
-            output = work / f"ours-{name}-{workers}"
-            wall, peak = run_ours(
-                paths, output, workers=workers, log=work / f"ours-{name}-{workers}.log"
-            )
-            shards = sorted(str(p) for p in output.glob("train-*.tfrecord"))
-            rows.append((f"ours, {workers} worker{'s' * (workers > 1)}", name, wall, peak, shards))
-            print(
-                f"ours {workers} worker(s) {name}: {wall:.1f} s, peak {peak / 2**20:.0f} MiB",
-                flush=True,
-            )
+        for grouping in FLAGS.group_buckets:
+            for workers in map(int, FLAGS.workers):
+                if name != "main" and workers != int(FLAGS.workers[0]):
+                    continue
+                output = work / f"ours-{name}-{workers}-{grouping}"
+                wall, peak = run_ours(
+                    paths,
+                    output,
+                    workers=workers,
+                    grouping=grouping,
+                    log=work / f"ours-{name}-{workers}-{grouping}.log",
+                )
+                shards = sorted(str(p) for p in output.glob("train-*.tfrecord"))
+                label = f"ours, {workers} worker{'s' * (workers > 1)}"
+                if len(FLAGS.group_buckets) > 1:
+                    label += f", {grouping}"
+                rows.append((label, name, wall, peak, shards))
+                print(f"{label} {name}: {wall:.1f} s, peak {peak / 2**20:.0f} MiB", flush=True)
 
     print("\n| run | corpus MB | wall s | peak MiB | speed-up |")
     print("|---|---|---|---|---|")
