@@ -47,9 +47,9 @@ MEMORY_GUARD_BYTES_PER_BYTE = 0.3
 # BERT's 30,522, so the benchmark learns a smaller vocab (the learner's cost hardly depends on it).
 VOCAB_SIZE = 16_000
 
-# What the projection assumes. English Wikipedia (pages-articles, 2024-2026): ~22 GB of bz2,
-# ~13 GB of clean text after extract_text; books (a BookCorpus-sized pile): ~6 GB of text.
-PROJECTION = {"wikipedia_text_mb": 13_000, "books_text_mb": 6_000}
+# What the projection assumes. English Wikipedia (pages-articles, 2026): ~22 GB of bz2, ~13 GB
+# of clean text after extract_text; books: ~7 GB of text (20 GB in all, as the scale issue says).
+PROJECTION = {"wikipedia_text_mb": 13_000, "books_text_mb": 7_000}
 WORKSTATION_CORES = 32
 # Dataflow batch list prices (us-central1): $0.056 per vCPU-hour, $0.003557 per GB-hour of
 # memory, $0.011 per GB of Dataflow Shuffle data processed; persistent disk not counted.
@@ -112,9 +112,23 @@ def main() -> None:
     parser.add_argument("--csv", default="", help="write the measurements here")
     parser.add_argument("--png", default="", help="draw the curves here")
     parser.add_argument("--work_dir", default="", help="default: a temporary folder")
+    parser.add_argument("--from_csv", default="", help="report on an earlier run's --csv only")
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes_mb.split(",")]
     worker_counts = [int(w) for w in args.workers.split(",")]
+    if args.from_csv:
+        with open(args.from_csv, newline="") as f:
+            rows = [
+                {k: (v if k == "stage" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)
+            ]
+        for row in rows:
+            row["workers"] = int(row["workers"])
+        worker_counts = sorted({row["workers"] for row in rows})
+        report(rows, worker_counts)
+        if args.png:
+            draw(rows, worker_counts, args.png)
+        return
     print(
         f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
@@ -243,7 +257,9 @@ def report(rows: list[dict], worker_counts: list[int]) -> None:
             f"{seconds / WORKSTATION_CORES / 3600:.1f} h"
         )
         d = DATAFLOW
-        vcpu_hours = seconds / 3600  # one vCPU-second per measured process-second
+        # A Dataflow vCPU is one hyperthread, about half a core of this machine's: two
+        # vCPU-seconds per measured process-second.
+        vcpu_hours = 2 * seconds / 3600
         machines_hours = vcpu_hours / d["vcpus"]
         wall_h = machines_hours / d["workers"]
         cost = (
@@ -251,8 +267,9 @@ def report(rows: list[dict], worker_counts: list[int]) -> None:
             + 2 * total_mb / 1e3 * d["shuffle_gb"]
         )
         print(
-            f"  Dataflow, {d['workers']} x {d['machine']}: ~{wall_h:.2f} h of work "
-            f"(+ ~0.1 h start-up per stage), ~${cost:,.0f} at list price"
+            f"  Dataflow, {d['workers']} x {d['machine']}: {vcpu_hours:.0f} vCPU-hours, "
+            f"~{wall_h:.2f} h of work (+ ~0.1 h start-up per stage), ~${cost:,.0f} at list "
+            "price (vCPU, memory and shuffle; not disk)"
         )
 
 
