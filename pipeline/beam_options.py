@@ -78,6 +78,16 @@ def local_workers(pipeline: beam.Pipeline) -> int:
     return max(1, pipeline.options.view_as(DirectOptions).direct_num_workers or 1)
 
 
+def local_range_bytes(range_bytes: int, total_bytes: int, *, workers: int) -> int:
+    """The read range size for `workers` local processes: at most `range_bytes`, and small
+    enough for about four ranges per worker (at least 1 MiB each), so that a dump of a few
+    ranges does not leave workers idle. Ranges do not change the output: documents are placed
+    by their ids."""
+    if workers > 1:
+        range_bytes = min(range_bytes, max(1 << 20, total_bytes // (4 * workers)))
+    return max(1, range_bytes)
+
+
 def _explicit_mode(beam_args: Sequence[str]) -> bool:
     return any(arg.startswith("--direct_running_mode") for arg in beam_args)
 

@@ -730,7 +730,12 @@ def build_pipeline(
     storage.makedirs(output_dir)
     _remove_stale_outputs(output_dir, prefix=config.output_prefix)
     scratch_dir = storage.join(output_dir, f".tmp-{config.output_prefix}-{uuid.uuid4().hex}")
-    ranges = document_reader.plan_ranges(inputs, sizes, split_bytes=config.split_bytes)
+    # Several local workers: ranges small enough for about four per worker (the documents, and
+    # so the records, do not depend on where the ranges are cut).
+    split_bytes = beam_options.local_range_bytes(
+        config.split_bytes, total_bytes, workers=beam_options.local_workers(pipeline)
+    )
+    ranges = document_reader.plan_ranges(inputs, sizes, split_bytes=split_bytes)
     grouping = config.group_buckets
     if grouping == "auto":
         grouping = "shuffle" if beam_options.runs_on_dataflow(pipeline) else "files"

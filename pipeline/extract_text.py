@@ -325,7 +325,7 @@ class _CleanArticleFn(beam.DoFn):
 class ReadWikipedia(beam.PTransform):
     """Dump files → (`Document`s, drop reasons). Reads siteinfo and the index when built."""
 
-    def __init__(self, paths: Sequence[str], config: ExtractTextConfig):
+    def __init__(self, paths: Sequence[str], config: ExtractTextConfig, *, workers: int = 1):
         super().__init__()
         self._config = config
         dump_date = config.dump_date or None
@@ -333,6 +333,9 @@ class ReadWikipedia(beam.PTransform):
             path: wikipedia_dump.read_siteinfo(path, dump_date=dump_date) for path in paths
         }
         self.sizes = {path: storage.size(path) for path in paths}
+        range_bytes = beam_options.local_range_bytes(
+            int(config.range_mb * (1 << 20)), sum(self.sizes.values()), workers=workers
+        )
         self.ranges: list[wikipedia_dump.ReadRange] = []
         self.template_ranges: list[wikipedia_dump.ReadRange] = []
         for path in paths:
@@ -350,7 +353,7 @@ class ReadWikipedia(beam.PTransform):
                 site=site,
                 index_path=config.multistream_index or None,
                 use_index=config.use_multistream_index,
-                range_bytes=max(1, int(config.range_mb * (1 << 20))),
+                range_bytes=range_bytes,
             )
             self.ranges += plan()
             if config.expand_templates:
@@ -706,7 +709,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: ExtractTextConfig) -> beam.P
     """
     inputs = input_files(config)
     if config.source == "wikipedia":
-        reader = ReadWikipedia(inputs, config)
+        reader = ReadWikipedia(inputs, config, workers=beam_options.local_workers(pipeline))
         sources = {
             storage.basename(path): dataclasses.asdict(site) for path, site in reader.sites.items()
         }

@@ -128,3 +128,13 @@ def test_progress_is_off_with_noprogress_and_on_dataflow(tmp_path, caplog):
         for m in messages
     ), messages
     assert progress.Progress("after", "pages").enabled  # stage.run turns it back on
+
+
+def test_local_workers_get_about_four_read_ranges_each():
+    mib = 1 << 20
+    # One worker, or a dump already cut in enough ranges: the configured size.
+    assert beam_options.local_range_bytes(16 * mib, 40 * mib, workers=1) == 16 * mib
+    assert beam_options.local_range_bytes(16 * mib, 1000 * mib, workers=2) == 16 * mib
+    # A 40 MiB dump and two workers: 5 MiB ranges (eight of them), never under 1 MiB.
+    assert beam_options.local_range_bytes(16 * mib, 40 * mib, workers=2) == 5 * mib
+    assert beam_options.local_range_bytes(16 * mib, 3 * mib, workers=2) == mib
