@@ -46,7 +46,7 @@ flags.DEFINE_float("corpus_mb", 30.0, "Size of the main corpus, in MB (10^6 byte
 flags.DEFINE_float("small_corpus_mb", 3.0, "Size of the small corpus (memory slope); 0 skips.")
 flags.DEFINE_list("workers", ["1", "2"], "Our runs: --direct_num_workers values.")
 flags.DEFINE_list(
-    "group_buckets", ["auto"], "Our runs: --group_buckets values (files, shuffle; auto: files)."
+    "groupings", ["auto"], "Our runs: --grouping values (files, shuffle; auto: files)."
 )
 flags.DEFINE_bool("skip_reference", False, "Run ours only.")
 flags.DEFINE_string("work_dir", "", "Where corpora and outputs go (default: a temporary folder).")
@@ -176,7 +176,7 @@ def run_ours(
             "--num_shards=64",
             *JOB_FLAGS,
             f"--direct_num_workers={workers}",
-            f"--group_buckets={grouping}",
+            f"--grouping={grouping}",
         ],
         log=log,
     )
@@ -211,7 +211,7 @@ def main(argv) -> None:
             wall, peak = run_reference(paths, output, log=work / f"reference-{name}.log")
             rows.append(("reference", name, wall, peak, [str(output)]))
             print(f"reference {name}: {wall:.1f} s, peak {peak / 2**20:.0f} MiB", flush=True)
-        for grouping in FLAGS.group_buckets:
+        for grouping in FLAGS.groupings:
             for workers in map(int, FLAGS.workers):
                 if name != "main" and workers != int(FLAGS.workers[0]):
                     continue
@@ -225,7 +225,7 @@ def main(argv) -> None:
                 )
                 shards = sorted(str(p) for p in output.glob("train-*.tfrecord"))
                 label = f"ours, {workers} worker{'s' * (workers > 1)}"
-                if len(FLAGS.group_buckets) > 1:
+                if len(FLAGS.groupings) > 1:
                     label += f", {grouping}"
                 rows.append((label, name, wall, peak, shards))
                 print(f"{label} {name}: {wall:.1f} s, peak {peak / 2**20:.0f} MiB", flush=True)

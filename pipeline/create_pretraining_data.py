@@ -22,7 +22,7 @@ The Beam graph, and why it is shaped so:
    On Dataflow documents reach their bucket through the shuffle (a GroupByKey); the local
    runner would hold that GroupByKey's input in memory, so there each range writes its
    documents to a scratch file, sorted by bucket, and only references to the slices cross the
-   shuffle (`pipeline.bucket_files`; `--group_buckets`).
+   shuffle (`pipeline.group_files`; `--grouping`).
 3. CountInstances: the cuts of each bucket are made once without masks, only to count its
    instances; their prefix sums give every instance a global slot, so that shards can be
    balanced to within one instance without a second shuffle of the data.
@@ -57,9 +57,9 @@ import numpy as np
 from contracts import hashing, metadata, storage
 from pipeline import (
     beam_options,
-    bucket_files,
     document_reader,
     example_encoding,
+    group_files,
     masking,
     pretraining_instances,
     progress,
@@ -88,16 +88,11 @@ class CreatePretrainingDataConfig(PretrainingDataConfig):
     # through the shuffle: the local runner's memory stays bounded), "shuffle" (Beam's
     # GroupByKey, which Dataflow's shuffle service spills to disk, but the local runner holds
     # in memory), "auto": shuffle on Dataflow, files elsewhere. The records are the same.
-    group_buckets: str = dataclasses.field(
-        default="auto", metadata={"enum": ("auto", "files", "shuffle")}
-    )
+    grouping: str = dataclasses.field(default="auto", metadata={"enum": group_files.GROUPINGS})
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.group_buckets not in ("auto", "files", "shuffle"):
-            raise ValueError(
-                f"group_buckets={self.group_buckets!r}: must be 'auto', 'files' or 'shuffle'"
-            )
+        group_files.resolve(self.grouping, on_dataflow=False)  # a ValueError names it
 
 
 def shard_name(prefix: str, index: int, num_shards: int, *, compression: str) -> str:
@@ -264,7 +259,7 @@ _TOKENIZERS: dict[tuple[int, bool, bool], object] = {}
 
 class ReadAndTokenize(beam.DoFn):
     """Byte range -> (bucket, tokenized document, encoded) or, with `bucket_dir`, the range's
-    documents written to one scratch file there and (bucket, `bucket_files.Slice`) out; and
+    documents written to one scratch file there and (bucket, `group_files.Slice`) out; and
     one dict of counts per range."""
 
     def __init__(
@@ -321,9 +316,9 @@ class ReadAndTokenize(beam.DoFn):
             for bucket, document in keyed:
                 buckets.setdefault(bucket, []).append(document)
             path = storage.join(
-                self._bucket_dir, bucket_files.range_file_name(byte_range.path, byte_range.start)
+                self._bucket_dir, group_files.file_name(byte_range.path, byte_range.start)
             )
-            yield from bucket_files.write_range(path, buckets)
+            yield from group_files.write_groups(path, buckets)
         # The batches reported their characters; the range's bytes make up the rest.
         reported = counts.pop("characters_reported", 0)
         self._progress.advance(bytes_done=max(0, byte_range.end - byte_range.start - reported))
@@ -381,13 +376,13 @@ class ReadAndTokenize(beam.DoFn):
 
 def _decode_bucket(grouped: Iterable, *, vocab_size: int, random_seed: int):
     """A bucket's documents in bucket order, from what its GroupByKey delivered: the documents
-    themselves (encoded) or `bucket_files.Slice`s of the range files holding them.
+    themselves (encoded) or `group_files.Slice`s of the range files holding them.
 
     (Untyped: Beam would log every string annotation of a function it maps.)
     """
     grouped = list(grouped)
-    if grouped and isinstance(grouped[0], bucket_files.Slice):
-        grouped = bucket_files.read_slices(grouped)
+    if grouped and isinstance(grouped[0], group_files.Slice):
+        grouped = group_files.read_slices(grouped)
     documents = [pretraining_instances.decode_document(e, vocab_size=vocab_size) for e in grouped]
     return pretraining_instances.bucket_order(documents, random_seed=random_seed)
 
@@ -736,9 +731,9 @@ def build_pipeline(
         config.split_bytes, total_bytes, workers=beam_options.local_workers(pipeline)
     )
     ranges = document_reader.plan_ranges(inputs, sizes, split_bytes=split_bytes)
-    grouping = config.group_buckets
-    if grouping == "auto":
-        grouping = "shuffle" if beam_options.runs_on_dataflow(pipeline) else "files"
+    grouping = group_files.resolve(
+        config.grouping, on_dataflow=beam_options.runs_on_dataflow(pipeline)
+    )
     logging.info(
         "%s: %d input files (%d bytes) in %d ranges, ~%d documents in %d buckets (grouped "
         "through %s) -> %s; %s",

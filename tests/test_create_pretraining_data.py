@@ -21,9 +21,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from contracts import hashing, metadata, schema
 from pipeline import (
     beam_options,
-    bucket_files,
     document_reader,
     example_encoding,
+    group_files,
     pretraining_instances,
     record_files,
 )
@@ -261,8 +261,8 @@ def test_read_and_tokenize_step(tmp_path, tokenizer, grouping):
         bucket, item = element
         assert 0 <= bucket < 3
         if bucket_dir:  # a bucket's slice of a range file: read it back
-            assert isinstance(item, bucket_files.Slice) and item.path.startswith(bucket_dir)
-            yield from ((bucket, e) for e in bucket_files.read_slices([item]))
+            assert isinstance(item, group_files.Slice) and item.path.startswith(bucket_dir)
+            yield from ((bucket, e) for e in group_files.read_slices([item]))
         else:
             yield bucket, item
 
@@ -465,7 +465,7 @@ def test_records_hold_the_input_text(job_output, book_shards, tokenizer):
 
 def test_reruns_give_the_same_bytes_through_either_grouping(job_output, book_shards, tmp_path):
     output_dir, record = job_output  # grouped through scratch files (the local default)
-    again = run_job(book_shards, tmp_path / "again", **JOB_FLAGS, group_buckets="shuffle")
+    again = run_job(book_shards, tmp_path / "again", **JOB_FLAGS, grouping="shuffle")
     assert record["counts"]["buckets"] > 1 and len(book_shards) > 1
     assert [o["sha256"] for o in again["outputs"]] == [o["sha256"] for o in record["outputs"]]
     for name in (o["path"] for o in record["outputs"]):
@@ -666,19 +666,24 @@ def test_gcs_input_and_output(book_shards, gcs_dir, tmp_path):
     assert [o["sha256"] for o in local["outputs"]] == [o["sha256"] for o in record["outputs"]]
 
 
-def test_bucket_files_round_trip_and_refuse_a_truncated_slice(tmp_path):
-    buckets = {
+def test_group_files_round_trip_and_refuse_a_damaged_slice(tmp_path):
+    groups = {
         7: [("doc:0", b"\x01\x00\x02\x00", b"\x02\x00\x00\x00")],
         2: [("dóc:1", b"", b""), ("doc:2", b"\x05\x00", b"\x01\x00\x00\x00")],
     }
-    path = str(tmp_path / "buckets" / bucket_files.range_file_name("a.txt", 0))
-    slices = dict(bucket_files.write_range(path, buckets))
-    assert sorted(slices) == [2, 7] and os.listdir(tmp_path / "buckets") == [Path(path).name]
-    assert slices[2].offset == 0 and slices[7].offset == slices[2].length  # bucket order
-    for bucket, documents in buckets.items():
-        assert list(bucket_files.read_slices([slices[bucket]])) == documents
+    path = str(tmp_path / "groups" / group_files.file_name("a.txt", 0))
+    slices = dict(group_files.write_groups(path, groups, weights={2: 30}))
+    assert sorted(slices) == [2, 7] and os.listdir(tmp_path / "groups") == [Path(path).name]
+    assert slices[2].offset == 0 and slices[7].offset == slices[2].length  # key order
+    assert (slices[2].items, slices[2].weight, slices[7].weight) == (2, 30, 0)
+    for key, items in groups.items():
+        assert list(group_files.read_slices([slices[key]])) == items
     Path(path).write_bytes(Path(path).read_bytes()[:-3])
     with pytest.raises(ValueError, match="truncated"):
-        list(bucket_files.read_slices([slices[7]]))
-    with pytest.raises(ValueError, match="holds 2 documents, expected 3"):
-        list(bucket_files.read_slices([slices[2]._replace(documents=3)]))
+        list(group_files.read_slices([slices[7]]))
+    with pytest.raises(ValueError, match="holds 2 items, expected 3"):
+        list(group_files.read_slices([slices[2]._replace(items=3)]))
+    assert group_files.resolve("auto", on_dataflow=True) == "shuffle"
+    assert group_files.resolve("auto", on_dataflow=False) == "files"
+    with pytest.raises(ValueError, match="grouping='disk'"):
+        group_files.resolve("disk", on_dataflow=False)
