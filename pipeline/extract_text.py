@@ -28,6 +28,7 @@ import logging
 import operator
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from contracts import metadata, storage
 from pipeline import (
     beam_options,
     books,
+    group_files,
     progress,
     sentences,
     stage,
@@ -84,6 +86,11 @@ class ExtractTextConfig:
     multistream_index: str = ""  # index of a single multistream dump; "": found beside it
     use_multistream_index: bool = True  # False: read a multistream dump as one stream
     range_mb: float = 16.0  # compressed MiB of bz2 streams per parallel read of a multistream dump
+    # How documents reach their shard: "files" (scratch files beside the output, references
+    # through the shuffle: the local runner's memory stays bounded), "shuffle" (Beam's
+    # GroupByKey, which the local runner holds in memory), "auto": shuffle on Dataflow, files
+    # elsewhere. The shards are the same.
+    grouping: str = dataclasses.field(default="auto", metadata={"enum": group_files.GROUPINGS})
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -98,6 +105,7 @@ class ExtractTextConfig:
             raise ValueError("--min_article_chars must be >= 0")
         if self.range_mb <= 0:
             raise ValueError("--range_mb must be positive")
+        group_files.resolve(self.grouping, on_dataflow=False)  # a ValueError names it
         if self.dump_date and wikitext.parse_timestamp(self.dump_date) is None:
             raise ValueError(f"--dump_date must be YYYY-MM-DD, got {self.dump_date!r}")
 
@@ -522,12 +530,55 @@ def _shard_plan(
     return plan
 
 
+class _SpillDocuments(beam.DoFn):
+    """((split, bucket), Document) -> the documents in scratch files under `scratch_dir`, a
+    file each `max_bytes` of them, and ((split, bucket), `group_files.Slice`) out, with the
+    slice's text bytes as its weight (for the shard plan)."""
+
+    def __init__(self, scratch_dir: str, *, max_bytes: int = 32 << 20):
+        self._scratch_dir = scratch_dir
+        self._max_bytes = max_bytes
+
+    def start_bundle(self):
+        self._groups: dict[tuple[str, int], list[text_shards.Document]] = {}
+        self._weights: collections.Counter = collections.Counter()
+        self._bytes = 0
+
+    def process(self, item):
+        key, document = item
+        self._groups.setdefault(key, []).append(document)
+        self._weights[key] += document.num_bytes
+        self._bytes += len(document.compressed) + len(document.doc_id) + 64
+        if self._bytes >= self._max_bytes:
+            yield from self._flush()
+
+    def finish_bundle(self):
+        for element in self._flush():
+            yield beam.transforms.window.GlobalWindows.windowed_value(element)
+
+    def _flush(self) -> list:
+        if not self._groups:
+            return []
+        # A name of its own per file: bundles have no stable identity (a retried bundle's
+        # file is left unread, and removed with the scratch folder).
+        path = storage.join(self._scratch_dir, f"documents-{uuid.uuid4().hex}.pickle")
+        slices = group_files.write_groups(path, self._groups, weights=self._weights)
+        self.start_bundle()
+        return slices
+
+
 def _write_shard(
     shard_and_documents: tuple[tuple[str, int], Iterable[text_shards.Document]],
     config: ExtractTextConfig,
 ) -> dict[str, Any]:
-    """Writes one shard atomically; returns its statistics."""
+    """Writes one shard atomically; returns its statistics.
+
+    `documents` are the shard's documents or, grouped through files, `group_files.Slice`s of
+    the scratch files that hold them."""
     (split, index), documents = shard_and_documents
+    documents = list(documents)
+    if documents and isinstance(documents[0], group_files.Slice):
+        documents = list(group_files.read_slices(documents))
     kept, duplicates = text_shards.deduplicate(documents)
     path = storage.join(
         config.output_dir, text_shards.shard_name(split, index, _shard_count(split, config))
@@ -578,8 +629,11 @@ def _finish(
     config: ExtractTextConfig,
     inputs: Sequence[str],
     sources: Mapping[str, Any],
+    scratch_dir: str,
 ) -> dict[str, Any]:
-    """Runs once every shard is written: writes the empty shards; what metadata.json holds."""
+    """Runs once every shard is written: writes the empty shards, removes the scratch folder;
+    what metadata.json holds."""
+    storage.rmtree(scratch_dir)
     by_name = {(shard["split"], shard["index"]): shard for shard in shards}
     for split in text_shards.SPLITS:
         count = _shard_count(split, config)
@@ -652,13 +706,20 @@ class WriteShards(beam.PTransform):
         self._inputs = list(inputs)
         self._drops = drops
         self._sources = dict(sources)
+        self._scratch_dir = storage.join(config.output_dir, f".tmp-text-{uuid.uuid4().hex}")
 
     def expand(self, documents: beam.PCollection) -> beam.PCollection:
         config = self._config
         keyed = documents | "SplitAndBucket" >> beam.Map(_split_and_bucket, config)
+        on_dataflow = beam_options.runs_on_dataflow(documents.pipeline)
+        if group_files.resolve(config.grouping, on_dataflow=on_dataflow) == "files":
+            keyed = keyed | "SpillDocuments" >> beam.ParDo(_SpillDocuments(self._scratch_dir))
+            weight = operator.attrgetter("weight")
+        else:
+            weight = operator.attrgetter("num_bytes")
         plan = (
             keyed
-            | "DocumentBytes" >> beam.Map(lambda item: (item[0], item[1].num_bytes))
+            | "DocumentBytes" >> beam.Map(lambda item: (item[0], weight(item[1])))
             | "BucketBytes" >> beam.CombinePerKey(sum)
             | "AllBuckets" >> beam.combiners.ToList()
             | "PlanShards" >> beam.Map(_shard_plan, config)
@@ -685,6 +746,7 @@ class WriteShards(beam.PTransform):
                 config=config,
                 inputs=self._inputs,
                 sources=self._sources,
+                scratch_dir=self._scratch_dir,
             )
             | "WriteMetadata"
             >> stage.WriteMetadata(

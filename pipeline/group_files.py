@@ -96,7 +96,9 @@ def read_slices(slices: Iterable[Slice]) -> Iterator[Any]:
         try:
             items = pickle.loads(data)
         except Exception as error:  # a damaged scratch file: say which
-            raise ValueError(f"{piece.path}: scratch slice at {piece.offset} unreadable: {error}")
+            raise ValueError(
+                f"{piece.path}: scratch slice at {piece.offset} unreadable: {error}"
+            ) from error
         if len(items) != piece.items:
             raise ValueError(
                 f"{piece.path}: scratch slice at {piece.offset} holds {len(items)} items, "

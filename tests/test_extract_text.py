@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -197,14 +198,15 @@ def test_sample_job_output(sample_shards):
     )
 
 
-def test_plain_dump_and_rerun_with_two_workers_give_identical_shards(
+def test_plain_dump_shuffle_grouping_and_two_workers_give_identical_shards(
     sample_shards, data_dir, tmp_path
 ):
-    _, expected = sample_shards
+    _, expected = sample_shards  # grouped into shards through scratch files (the local default)
     plain = tmp_path / "enwiki-plain.xml.bz2"
     plain.write_bytes(bz2.compress(bz2.decompress((data_dir / SAMPLE).read_bytes())))
-    run_job(str(plain), str(tmp_path / "plain"), num_shards=3)
+    run_job(str(plain), str(tmp_path / "plain"), num_shards=3, grouping="shuffle")
     assert shard_bytes(str(tmp_path / "plain")) == expected
+    assert not [name for name in os.listdir(tmp_path / "plain") if name.startswith(".")]
     run_job(
         str(data_dir / SAMPLE),
         str(tmp_path / "two"),
@@ -213,6 +215,7 @@ def test_plain_dump_and_rerun_with_two_workers_give_identical_shards(
         range_mb=0.0001,
     )
     assert shard_bytes(str(tmp_path / "two")) == expected
+    assert not [name for name in os.listdir(tmp_path / "two") if name.startswith(".")]
 
 
 def test_books_job_gives_one_document_per_book(data_dir, tmp_path):
