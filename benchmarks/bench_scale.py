@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--csv", default="", help="write the measurements here")
     parser.add_argument("--png", default="", help="draw the curves here")
     parser.add_argument("--work_dir", default="", help="default: a temporary folder")
+    parser.add_argument("--stages", default=",".join(STAGES), help="the stages to run, in order")
     parser.add_argument("--from_csv", default="", help="report on an earlier run's --csv only")
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes_mb.split(",")]
@@ -160,7 +161,7 @@ def main() -> None:
             run_dir = size_dir / f"w{workers}"
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir()
-            for stage in STAGES:
+            for stage in args.stages.split(","):
                 wall, cpu, peak = run_measured(stage_command(stage, run_dir, dump, workers))
                 megabytes = text_megabytes(run_dir)
                 row = {
@@ -178,9 +179,10 @@ def main() -> None:
                     f"{wall:>9.1f}{cpu:>8.1f}{megabytes / wall:>7.2f}{peak:>10.0f}",
                     flush=True,
                 )
-            records = json.loads((run_dir / "records" / "metadata.json").read_text())
-            print(f"  {records['counts']['instances']:,} instances", flush=True)
-            shutil.rmtree(run_dir / "records")
+            if (run_dir / "records" / "metadata.json").exists():
+                records = json.loads((run_dir / "records" / "metadata.json").read_text())
+                print(f"  {records['counts']['instances']:,} instances", flush=True)
+                shutil.rmtree(run_dir / "records")
         dump.unlink()
 
     if args.csv:
