@@ -258,9 +258,9 @@ _TOKENIZERS: dict[tuple[int, bool, bool], object] = {}
 
 
 class ReadAndTokenize(beam.DoFn):
-    """Byte range -> (bucket, tokenized document, encoded) or, with `bucket_dir`, the range's
-    documents written to one scratch file there and (bucket, `group_files.Slice`) out; and
-    one dict of counts per range."""
+    """Byte range -> (bucket, encoded tokenized document) for each of its documents or, with
+    `bucket_dir`, the range's documents written to one scratch file there and (bucket,
+    `group_files.Slice`) out; and one dict of counts per range on the "counts" tag."""
 
     def __init__(
         self,
