@@ -65,12 +65,16 @@ def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
 
 def is_dataflow(beam_args: Sequence[str]) -> bool:
     """Whether the options run the job on Dataflow."""
-    return "Dataflow" in str(PipelineOptions(list(beam_args)).view_as(StandardOptions).runner)
+    return _names_dataflow(PipelineOptions(list(beam_args)))
 
 
 def runs_on_dataflow(pipeline: beam.Pipeline) -> bool:
     """Whether `pipeline` is set to run on Dataflow."""
-    return "Dataflow" in str(pipeline.options.view_as(StandardOptions).runner)
+    return _names_dataflow(pipeline.options)
+
+
+def _names_dataflow(options: PipelineOptions) -> bool:
+    return "Dataflow" in str(options.view_as(StandardOptions).runner)
 
 
 def local_workers(pipeline: beam.Pipeline) -> int:
