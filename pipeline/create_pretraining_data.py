@@ -127,7 +127,7 @@ def check_vocabulary(tokenizer, texts: Sequence[str], *, max_unk_fraction: float
     --nodo_lower_case: every capitalised word is unknown).
 
     Args:
-      tokenizer: a `tokenizer.BertTokenizer`.
+      tokenizer: a `tokenizer.WordPieceTokenizer` (or its subclass `BertTokenizer`).
       texts: sample sentences from the inputs.
       max_unk_fraction: the most [UNK] tolerated in the sample.
 
@@ -225,7 +225,7 @@ def _check_word_lengths(source: str, texts: Sequence[str]) -> None:
     without spaces between words (Thai, Khmer, Lao, Burmese), where BERT's basic tokenization
     sees a whole phrase as one word and WordPiece turns it into one [UNK]."""
     from tokenizer import basic_tokenization
-    from tokenizer.bert_tokenizer import MAX_CHARS_PER_WORD
+    from tokenizer.wordpiece import MAX_CHARS_PER_WORD
 
     total = long = 0
     for text in texts:
@@ -253,7 +253,7 @@ def _has_marks(token: str) -> bool:
 
 
 # Tokenizers built in this process, by vocab: Beam unpickles a DoFn once per stage and bundle
-# processor, and building the WordPiece models costs ~0.2 s each time.
+# processor, and a tokenizer's memo of the words it has split is worth keeping between them.
 _TOKENIZERS: dict[tuple[int, bool, bool], object] = {}
 
 
@@ -284,11 +284,11 @@ class ReadAndTokenize(beam.DoFn):
         self._tokenizer = None
 
     def setup(self):
-        from tokenizer import BertTokenizer
+        from tokenizer import WordPieceTokenizer
 
         key = (hashing.stable_hash64(*self._tokens), *self._normalization.values())
         if key not in _TOKENIZERS:
-            _TOKENIZERS[key] = BertTokenizer.from_tokens(self._tokens, **self._normalization)
+            _TOKENIZERS[key] = WordPieceTokenizer.from_tokens(self._tokens, **self._normalization)
         self._tokenizer = _TOKENIZERS[key]
 
     def process(self, byte_range):
@@ -699,7 +699,9 @@ def build_pipeline(
       FileNotFoundError: a pattern matches nothing, or the vocab file is missing.
       ValueError: every input is empty; the vocab does not fit the text or `do_lower_case`.
     """
-    from tokenizer import BertTokenizer
+    # Google's tokenization in plain Python: neither this process nor the workers load
+    # TensorFlow (0.7 GB and ~10 s of start-up each; see tokenizer.wordpiece).
+    from tokenizer import WordPieceTokenizer
 
     output_dir, vocab_file = config.output_dir, config.vocab_file
     inputs = metadata.data_files(
@@ -711,7 +713,7 @@ def build_pipeline(
     for path, size in zip(inputs, sizes, strict=True):
         if not size:
             logging.warning("input %s is empty", path)
-    tokenizer = BertTokenizer(
+    tokenizer = WordPieceTokenizer(
         vocab_file, do_lower_case=config.do_lower_case, strip_accents=config.strip_accents
     )
     sample, sample_documents, sample_bytes = _sample(

@@ -1,6 +1,7 @@
-"""tokenizer.BertTokenizer against google-research/bert's FullTokenizer (reproduced in
-tests/google_reference_tokenization.py as the reference), on real text and on each known
-difference of tensorflow-text's own normalization."""
+"""tokenizer.BertTokenizer (tensorflow-text) and tokenizer.WordPieceTokenizer (plain Python)
+against google-research/bert's FullTokenizer (reproduced in tests/google_reference_tokenization.py
+as the reference), on real text, on every character and on each known difference of
+tensorflow-text's own normalization."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from launch import sample_data
 from tests import pretraining_fixtures
 from tests.conftest import UNCASED_VOCAB
 from tests.google_reference_tokenization import FullTokenizer
-from tokenizer import BertTokenizer, vocab
+from tokenizer import BertTokenizer, WordPieceTokenizer, vocab, wordpiece
 from tokenizer.tokenize import tokenize_file
 
 
@@ -69,6 +70,15 @@ def cased(cased_vocab_file) -> BertTokenizer:
     return BertTokenizer(cased_vocab_file, do_lower_case=False)
 
 
+def _python_twin(tokenizer: BertTokenizer) -> WordPieceTokenizer:
+    """The plain-Python tokenizer over the same vocab and normalization."""
+    return WordPieceTokenizer.from_tokens(
+        tokenizer.id_to_token(range(tokenizer.vocab_size)),
+        do_lower_case=tokenizer.do_lower_case,
+        strip_accents=tokenizer.strip_accents,
+    )
+
+
 # --- Real text: every line of the bundled books and Wikipedia sample ---------------------------
 
 
@@ -86,6 +96,11 @@ def test_uncased_matches_google_on_every_corpus_line(corpus_lines, uncased):
     # The ids are the same pieces.
     ids = uncased.tokenize_to_ids(corpus_lines[:2000])
     assert [uncased.id_to_token(row) for row in ids] == ours[:2000]
+    # The plain-Python tokenizer gives the same ids on every line.
+    python_ids = _python_twin(uncased).tokenize_to_ids(corpus_lines)
+    assert [row.tolist() for row in python_ids] == [
+        uncased.convert_tokens_to_ids(row) for row in ours
+    ]
 
 
 def test_cased_matches_google_on_every_corpus_line(corpus_lines, cased, cased_vocab_file):
@@ -97,6 +112,7 @@ def test_cased_matches_google_on_every_corpus_line(corpus_lines, cased, cased_vo
         if reference.tokenize(line) != got
     ]
     assert not mismatches, mismatches[:3]
+    assert _python_twin(cased).tokenize(corpus_lines) == ours
     # Cased really is cased: capitalised words keep their own pieces.
     assert cased.tokenize(["The Café"]) == [["The", "Café"]]
 
@@ -135,10 +151,12 @@ def test_every_character_matches_google(do_lower_case, uncased, cased, cased_voc
     texts = _every_character_texts()
     ours = tokenizer.tokenize(texts)
     graph = tokenizer.tokenize_tensor(tf.constant(texts)).to_list()
-    for text, got, got_graph in zip(texts, ours, graph, strict=True):
+    python = _python_twin(tokenizer).tokenize(texts)
+    for text, got, got_graph, got_python in zip(texts, ours, graph, python, strict=True):
         want = reference.tokenize(text)
         assert got == want, (hex(ord(text[1])), got, want)
         assert tokenizer.id_to_token(got_graph) == want, (hex(ord(text[1])), got_graph, want)
+        assert got_python == want, (hex(ord(text[1])), got_python, want)
 
 
 # --- Where tensorflow-text's own normalization differs from Google's: one test each ----------
@@ -149,6 +167,7 @@ def _assert_google(tokenizer: BertTokenizer, text: str, expected: list[str]) -> 
     reference = FullTokenizer(vocab_file, do_lower_case=tokenizer.do_lower_case)
     assert reference.tokenize(text) == expected  # the case is stated right
     assert tokenizer.tokenize([text]) == [expected]
+    assert _python_twin(tokenizer).tokenize([text]) == [expected]
     graph = tokenizer.tokenize_tensor(tf.constant([text])).to_list()[0]
     assert tokenizer.id_to_token(graph) == expected
 
@@ -326,6 +345,42 @@ def test_ids_and_special_tokens(uncased):
 def test_passing_one_string_is_an_error(uncased):
     with pytest.raises(TypeError, match="sequence of texts"):
         uncased.tokenize_to_ids("one text")
+    with pytest.raises(TypeError, match="sequence of texts"):
+        _python_twin(uncased).tokenize_to_ids("one text")
+
+
+def test_python_tokenizer_empty_batches_and_texts(uncased):
+    python = _python_twin(uncased)
+    assert python.tokenize_to_ids([]) == []
+    ids = python.tokenize_to_ids(["", "x", "  "])
+    assert [row.dtype for row in ids] == [np.int32] * 3
+    assert [row.shape for row in ids] == [(0,), (1,), (0,)]
+
+
+def test_python_tokenizer_memo_is_bounded_and_changes_nothing(uncased, monkeypatch):
+    texts = [f"word{i} the unaffable {i * 7919}th" for i in range(400)]
+    want = [row.tolist() for row in uncased.tokenize_to_ids(texts)]
+    monkeypatch.setattr(wordpiece, "MEMO_WORDS", 50)
+    python = _python_twin(uncased)
+    got = []
+    for start in range(0, len(texts), 20):  # the memo is checked once a batch
+        got += [row.tolist() for row in python.tokenize_to_ids(texts[start : start + 20])]
+        assert len(python._memo) <= 50 + 20 * 8
+    assert got == want
+
+
+def test_python_tokenizer_and_the_pipeline_load_no_tensorflow():
+    # create_pretraining_data's driver and workers tokenize with it: no TensorFlow in them.
+    code = (
+        "import sys\n"
+        "import pipeline.create_pretraining_data\n"
+        "from tokenizer import WordPieceTokenizer\n"
+        f"t = WordPieceTokenizer({UNCASED_VOCAB!r})\n"
+        "assert t.tokenize(['Héllo, world']) == [['hello', ',', 'world']]\n"
+        "loaded = [m for m in ('tensorflow', 'tensorflow_text', 'keras') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_pickles_without_the_vocab_file(uncased, tmp_path):

@@ -1,17 +1,20 @@
 """BERT WordPiece tokenization identical to google-research/bert's, built on tensorflow-text.
 
 `from tokenizer import BertTokenizer` imports TensorFlow on first use only, so that
-`import tokenizer` (and `tokenizer.vocab`) stays light.
+`import tokenizer` (and `tokenizer.vocab`) stays light. `WordPieceTokenizer` is the same
+tokenization in plain Python (no TensorFlow), for the data pipeline's workers.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tokenizer.wordpiece import WordPieceTokenizer
+
 if TYPE_CHECKING:
     from tokenizer.bert_tokenizer import BertTokenizer
 
-__all__ = ["BertTokenizer"]
+__all__ = ["BertTokenizer", "WordPieceTokenizer"]
 
 
 def __getattr__(name: str):

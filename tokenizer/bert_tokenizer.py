@@ -21,6 +21,8 @@ How it is built, and why:
   Google's tokenizer: special tokens are only ever added by the code that packs sequences.
 
 `tokenize_tensor` is the TensorFlow-graph version of the same rules, for `tf.data` and Keras.
+The vocab handling, pickling and id helpers are `tokenizer.wordpiece.WordPieceTokenizer`'s, the
+same tokenization in plain Python for processes that should not load TensorFlow.
 """
 
 from __future__ import annotations
@@ -31,14 +33,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from contracts import command_line
-from tokenizer import basic_tokenization, vocab
+from tokenizer import basic_tokenization, vocab, wordpiece
 
 # TensorFlow first, quietly (its start-up chatter filtered out), then tensorflow_text on it.
 tf = command_line.import_tensorflow_quietly()
 import tensorflow_text as tf_text  # noqa: E402 - needs the quiet import above to run first
 
-# Google's WordpieceTokenizer.max_input_chars_per_word.
-MAX_CHARS_PER_WORD = 100
+MAX_CHARS_PER_WORD = wordpiece.MAX_CHARS_PER_WORD
 # UTF-8 needs at most 4 bytes a character: no word within MAX_CHARS_PER_WORD is longer than this.
 _MAX_BYTES_PER_WORD = 4 * MAX_CHARS_PER_WORD
 # Replaces, before WordPiece, a word that is too long: NUL never survives cleaning, so no real
@@ -46,70 +47,22 @@ _MAX_BYTES_PER_WORD = 4 * MAX_CHARS_PER_WORD
 _TOO_LONG_WORD = "\x00"
 
 
-class BertTokenizer:
-    """Batched BERT tokenization (basic + WordPiece) that equals Google's FullTokenizer.
+class BertTokenizer(wordpiece.WordPieceTokenizer):
+    """Batched BERT tokenization (basic + WordPiece) that equals Google's FullTokenizer, with
+    WordPiece in tensorflow-text, and the same rules as TensorFlow ops (`tokenize_tensor`,
+    `pack_tensor`) for tf.data, Keras graphs and serving.
 
-    Args:
-      vocab_file: a WordPiece vocab (local or gs://), one token per line, validated by
-        `tokenizer.vocab.load` (no duplicates, [PAD] [UNK] [CLS] [SEP] [MASK] present).
-      do_lower_case: lower-case first (True for uncased vocabs, False for cased ones).
-      strip_accents: strip accents (NFD, then drop non-spacing marks); None: as
-        `do_lower_case`, which is Google's rule.
-
-    Attributes:
-      do_lower_case, strip_accents: the normalization (strip_accents resolved to a bool).
-      vocab: token -> id.
-      vocab_size: number of tokens.
-      pad_id, unk_id, cls_id, sep_id, mask_id: ids of the special tokens.
-      is_continuation: bool array of shape [vocab_size], True for "##" pieces (used by
-        whole-word masking).
+    Args, attributes: as `tokenizer.wordpiece.WordPieceTokenizer`, whose vocab handling,
+    pickling and id helpers it shares.
     """
-
-    def __init__(
-        self, vocab_file: str, *, do_lower_case: bool = True, strip_accents: bool | None = None
-    ):
-        self._setup(
-            vocab.load(vocab_file),
-            do_lower_case=do_lower_case,
-            strip_accents=strip_accents,
-            source=vocab_file,
-        )
-
-    @classmethod
-    def from_tokens(
-        cls,
-        tokens: Sequence[str],
-        *,
-        do_lower_case: bool = True,
-        strip_accents: bool | None = None,
-    ) -> BertTokenizer:
-        """A tokenizer over an in-memory vocab (validated like a file)."""
-        tokens = list(tokens)
-        vocab.validate(tokens)
-        tokenizer = cls.__new__(cls)
-        tokenizer._setup(
-            tokens, do_lower_case=do_lower_case, strip_accents=strip_accents, source="<tokens>"
-        )
-        return tokenizer
 
     def _setup(
         self, tokens: list[str], *, do_lower_case: bool, strip_accents: bool | None, source: str
     ) -> None:
         if any(_TOO_LONG_WORD in token for token in tokens):
             raise ValueError(f"{source}: a token contains the NUL character")
-        self.do_lower_case = do_lower_case
-        self.strip_accents = do_lower_case if strip_accents is None else strip_accents
-        self.source = source
-        self._tokens = tokens
-        self.vocab = {token: index for index, token in enumerate(tokens)}
-        self.vocab_size = len(tokens)
-        self.pad_id = self.vocab[vocab.PAD]
-        self.unk_id = self.vocab[vocab.UNK]
-        self.cls_id = self.vocab[vocab.CLS]
-        self.sep_id = self.vocab[vocab.SEP]
-        self.mask_id = self.vocab[vocab.MASK]
-        self.is_continuation = np.array(
-            [token.startswith(vocab.CONTINUATION_PREFIX) for token in tokens], dtype=bool
+        super()._setup(
+            tokens, do_lower_case=do_lower_case, strip_accents=strip_accents, source=source
         )
         # ASCII texts, end to end. Normalization off: we lower-case ourselves (see module doc).
         self._ascii_tokenizer = tf_text.FastBertTokenizer(
@@ -126,29 +79,6 @@ class BertTokenizer:
             unknown_token=vocab.UNK,
             max_bytes_per_word=_MAX_BYTES_PER_WORD,
             no_pretokenization=True,
-        )
-
-    # Pickled for Beam workers as the tokens themselves: a worker may not see the vocab path.
-    def __getstate__(self) -> dict:
-        return {
-            "tokens": self._tokens,
-            "do_lower_case": self.do_lower_case,
-            "strip_accents": self.strip_accents,
-            "source": self.source,
-        }
-
-    def __setstate__(self, state: dict) -> None:
-        self._setup(
-            state["tokens"],
-            do_lower_case=state["do_lower_case"],
-            strip_accents=state["strip_accents"],
-            source=state["source"],
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"BertTokenizer({self.source!r}, vocab_size={self.vocab_size}, "
-            f"do_lower_case={self.do_lower_case}, strip_accents={self.strip_accents})"
         )
 
     def tokenize_to_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -184,30 +114,6 @@ class BertTokenizer:
             for index, row in zip(other_index, self._tokenize_words(words), strict=True):
                 results[index] = row
         return results  # type: ignore[return-value]
-
-    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        """Word pieces of each text, e.g. ["the", "un", "##aff", "##able", "[UNK]"].
-
-        Args:
-          texts: a batch of texts.
-
-        Returns:
-          One list of token strings per text, in order; equal to google-research/bert's
-          `FullTokenizer(vocab_file, do_lower_case).tokenize(text)` for each text.
-        """
-        tokens = self._tokens
-        return [[tokens[i] for i in row.tolist()] for row in self.tokenize_to_ids(texts)]
-
-    def tokenize_words(self, words: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """WordPiece ids for texts already split into words (e.g. by `split_words`).
-
-        Args:
-          words: per text, its words (no whitespace or punctuation inside a word).
-
-        Returns:
-          One int32 array of shape [num_pieces] per text.
-        """
-        return self._tokenize_words(words)
 
     def _tokenize_words(self, words_per_text: Sequence[Sequence[str]]) -> list[np.ndarray]:
         flat = [
@@ -307,15 +213,6 @@ class BertTokenizer:
             "input_mask": tf.ones_like(ids).to_tensor(default_value=0),
             "input_type_ids": type_ids.to_tensor(default_value=0),
         }
-
-    def id_to_token(self, ids: Sequence[int] | np.ndarray) -> list[str]:
-        """The tokens of `ids` (any sequence or 1-D array of ints)."""
-        tokens = self._tokens
-        return [tokens[i] for i in np.asarray(ids, dtype=np.int64).tolist()]
-
-    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
-        """Ids of tokens (KeyError names the first token not in the vocab)."""
-        return [self.vocab[token] for token in tokens]
 
 
 @functools.cache
