@@ -351,25 +351,24 @@ class ReadAndTokenize(beam.DoFn):
         characters = sum(len(text) + 1 for text in texts)
         counts["characters_reported"] += characters
         self._progress.advance(items=len(batch), bytes_done=characters)
-        ids = tokenizer.tokenize_to_ids(texts)
+        ids, lengths = tokenizer.tokenize_flat(texts)
+        ends = np.cumsum(lengths)
         row = 0
         for document in batch:
-            rows = ids[row : row + len(document.sentences)]
-            row += len(document.sentences)
-            kept = [r for r in rows if len(r)]
-            counts["lines_without_tokens"] += len(rows) - len(kept)
-            if not kept:
+            first, row = row, row + len(document.sentences)
+            sentence_lengths = lengths[first:row]
+            kept = sentence_lengths[sentence_lengths > 0]
+            counts["lines_without_tokens"] += len(sentence_lengths) - len(kept)
+            if not len(kept):
                 counts["documents_without_tokens"] += 1
                 continue
-            tokens = np.concatenate(kept)
+            tokens = ids[ends[first] - sentence_lengths[0] : ends[row - 1]]
             counts["documents"] += 1
             counts["sentences"] += len(kept)
             counts["tokens"] += len(tokens)
             counts["unk_tokens"] += int((tokens == tokenizer.unk_id).sum())
             yield pretraining_instances.encode_document(
-                pretraining_instances.Document(
-                    document.doc_id, tokens, np.array([len(r) for r in kept], dtype=np.int32)
-                ),
+                pretraining_instances.Document(document.doc_id, tokens, kept.astype(np.int32)),
                 vocab_size=tokenizer.vocab_size,
             )
 

@@ -16,7 +16,10 @@ Both are checked against Google's reference on real text and on every character.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import re
+import unicodedata
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,10 +31,33 @@ MAX_CHARS_PER_WORD = 100
 # Words remembered with their pieces; past this many the memo starts afresh (a bound on the
 # memory of a process that sees a whole Wikipedia: ~150 bytes a word).
 MEMO_WORDS = 1 << 18
-# After lower-casing (or not) and deleting control characters, ASCII text is split by Google's
-# rules into runs of letters and digits and single punctuation characters: every printable
-# ASCII character that is not a letter, a digit or whitespace is punctuation to Google.
+# The words of an ASCII text (see `_plain_text`); the same as its `words` on ASCII, faster.
 _ASCII_WORDS = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")
+
+
+@functools.cache
+def _plain_text() -> tuple[re.Pattern, re.Pattern]:
+    """(plain, words): `plain` fully matches the texts that Google's rules split by character
+    class alone: ASCII, plus non-ASCII whitespace and the punctuation that lower-casing and NFD
+    leave alone (typographic quotes and dashes, "…", "«»", "¿"...), which is most English text
+    outside ASCII. On such a text, once ASCII control characters are deleted and it is
+    lower-cased (or not), `words` finds Google's words: runs of ASCII letters and digits, and
+    each punctuation character (every printable ASCII character that is not a letter, a digit
+    or a space is punctuation to Google)."""
+    classes = basic_tokenization.character_classes()
+
+    def members(ranges: basic_tokenization.Ranges) -> list[str]:
+        return [chr(cp) for a, b in ranges for cp in range(max(a, 0x80), min(b, 0xFFFF) + 1)]
+
+    punctuation = "".join(
+        c
+        for c in members(classes.punctuation)
+        if c.lower() == c and unicodedata.normalize("NFD", c) == c
+    )
+    spaces = "".join(members(classes.whitespace))
+    plain = re.compile(f"[\\x00-\\x7f{re.escape(punctuation + spaces)}]*")
+    words = re.compile(f"[A-Za-z0-9]+|[!-/:-@\\[-`{{-~{re.escape(punctuation)}]")
+    return plain, words
 
 
 class WordPieceTokenizer:
@@ -126,12 +152,16 @@ class WordPieceTokenizer:
         """Google's basic tokenization of one text: its words, punctuation and CJK ideographs
         as words of their own."""
         if text.isascii():
-            if basic_tokenization.ASCII_CONTROL_RE.search(text):
-                text = basic_tokenization.ASCII_CONTROL_RE.sub("", text)
-            return _ASCII_WORDS.findall(text.lower() if self.do_lower_case else text)
-        return basic_tokenization.split_words(
-            text, do_lower_case=self.do_lower_case, strip_accents=self.strip_accents
-        )
+            words = _ASCII_WORDS
+        else:
+            plain, words = _plain_text()
+            if not plain.fullmatch(text):
+                return basic_tokenization.split_words(
+                    text, do_lower_case=self.do_lower_case, strip_accents=self.strip_accents
+                )
+        if basic_tokenization.ASCII_CONTROL_RE.search(text):
+            text = basic_tokenization.ASCII_CONTROL_RE.sub("", text)
+        return words.findall(text.lower() if self.do_lower_case else text)
 
     def tokenize_to_ids(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Token ids of each text.
@@ -142,9 +172,22 @@ class WordPieceTokenizer:
         Returns:
           One int32 array of shape [num_pieces] per text, in order.
         """
+        ids, lengths = self.tokenize_flat(texts)
+        return np.split(ids, np.cumsum(lengths[:-1])) if len(texts) else []
+
+    def tokenize_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The token ids of a batch of texts, end to end, and how many belong to each text.
+
+        Args:
+          texts: a batch of texts (a list of str).
+
+        Returns:
+          (ids, lengths): int32 [total pieces], int32 [len(texts)]; text i's ids are
+          `ids[lengths[:i].sum():][:lengths[i]]`. Cheaper than one array per text.
+        """
         if isinstance(texts, str):
             raise TypeError("tokenize_to_ids takes a sequence of texts, not one str")
-        return self._tokenize_words([self.words(text) for text in texts])
+        return self._flat_pieces([self.words(text) for text in texts])
 
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         """Word pieces of each text, e.g. ["the", "un", "##aff", "##able", "[UNK]"].
@@ -171,21 +214,30 @@ class WordPieceTokenizer:
         return self._tokenize_words(words)
 
     def _tokenize_words(self, words_per_text: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        if not words_per_text:
-            return []
+        ids, lengths = self._flat_pieces(words_per_text)
+        return np.split(ids, np.cumsum(lengths[:-1])) if len(words_per_text) else []
+
+    def _flat_pieces(
+        self, words_per_text: Sequence[Sequence[str]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         memo = self._memo
         if len(memo) > MEMO_WORDS:
             memo.clear()
+        lookup = memo.__getitem__
         flat: list[int] = []
-        ends = []
+        lengths = []
         for words in words_per_text:
-            for word in words:
-                pieces = memo.get(word)
-                if pieces is None:
-                    pieces = memo[word] = self._word_pieces(word)
-                flat.extend(pieces)
-            ends.append(len(flat))
-        return np.split(np.array(flat, dtype=np.int32), ends[:-1])
+            try:
+                pieces = list(map(lookup, words))
+            except KeyError:  # a word not seen before: split it once
+                for word in words:
+                    if word not in memo:
+                        memo[word] = self._word_pieces(word)
+                pieces = list(map(lookup, words))
+            before = len(flat)
+            flat.extend(itertools.chain.from_iterable(pieces))
+            lengths.append(len(flat) - before)
+        return np.array(flat, dtype=np.int32), np.array(lengths, dtype=np.int32)
 
     def _word_pieces(self, word: str) -> tuple[int, ...]:
         """Google's WordpieceTokenizer on one word: the longest vocab piece first, "##" before
