@@ -48,6 +48,12 @@ flags.DEFINE_list("workers", ["1", "2"], "Our runs: --direct_num_workers values.
 flags.DEFINE_list(
     "groupings", ["auto"], "Our runs: --grouping values (files, shuffle; auto: files)."
 )
+flags.DEFINE_list(
+    "books",
+    list(pretraining_fixtures.BOOK_NAMES),
+    "Books (file names in the data folder's books/) the corpora repeat; e.g. "
+    "pg1342-pride-and-prejudice.txt,pg2701-moby-dick.txt for text the tests never see.",
+)
 flags.DEFINE_bool("skip_reference", False, "Run ours only.")
 flags.DEFINE_string("work_dir", "", "Where corpora and outputs go (default: a temporary folder).")
 
@@ -58,11 +64,12 @@ MASK_ID = 103
 
 
 def build_corpus(folder: Path, megabytes: float) -> list[Path]:
-    """Text shards of at least `megabytes` MB from three real books, repeated."""
+    """Text shards of at least `megabytes` MB from the --books, repeated."""
+    folder_of_books = pretraining_fixtures.require_real_data() / "books"
     documents = [
         doc
-        for book in pretraining_fixtures.real_books()
-        for doc in pretraining_fixtures.book_documents(book)
+        for name in FLAGS.books
+        for doc in pretraining_fixtures.book_documents(folder_of_books / name)
     ]
     text = pretraining_fixtures.shard_text(documents).encode("utf-8")
     per_shard = int(megabytes * 1e6) // NUM_SHARDS

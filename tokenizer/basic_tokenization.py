@@ -163,6 +163,13 @@ def _patterns() -> _Patterns:
     )
 
 
+def resolve_strip_accents(do_lower_case: bool, strip_accents: bool | None) -> bool:
+    """Whether accents are stripped: `strip_accents`, or when it is None, `do_lower_case`
+    (Google's rule, under which the two go together). `contracts.metadata.tokenization` reads
+    records by the same rule (the ground floor cannot import this one)."""
+    return do_lower_case if strip_accents is None else bool(strip_accents)
+
+
 def normalize(text: str, *, do_lower_case: bool, strip_accents: bool | None = None) -> str:
     """Steps 1-3 of the module docstring: the text with words still joined by whitespace.
 
@@ -184,7 +191,7 @@ def normalize(text: str, *, do_lower_case: bool, strip_accents: bool | None = No
     text = patterns.cjk.sub(_spaced, text)
     if do_lower_case:
         text = text.lower()
-    if do_lower_case if strip_accents is None else strip_accents:
+    if resolve_strip_accents(do_lower_case, strip_accents):
         if not unicodedata.is_normalized("NFD", text):
             text = unicodedata.normalize("NFD", text)
         text = patterns.nonspacing_marks.sub("", text)

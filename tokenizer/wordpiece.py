@@ -110,7 +110,7 @@ class WordPieceTokenizer:
         self, tokens: list[str], *, do_lower_case: bool, strip_accents: bool | None, source: str
     ) -> None:
         self.do_lower_case = do_lower_case
-        self.strip_accents = do_lower_case if strip_accents is None else strip_accents
+        self.strip_accents = basic_tokenization.resolve_strip_accents(do_lower_case, strip_accents)
         self.source = source
         self._tokens = tokens
         self.vocab = {token: index for index, token in enumerate(tokens)}

@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from contracts import command_line, metadata, storage
+from tokenizer import basic_tokenization
 from trainer import checkpoints, modeling
 from trainer.config import BertConfig
 
@@ -227,7 +228,7 @@ def export_saved_model(
             "checkpoint": weights.source,
             "vocab_file": vocab_file or "",
             "do_lower_case": do_lower_case,
-            "strip_accents": do_lower_case if strip_accents is None else strip_accents,
+            "strip_accents": basic_tokenization.resolve_strip_accents(do_lower_case, strip_accents),
             "max_seq_length": max_seq_length,
         },
         inputs=list(weights.files),
