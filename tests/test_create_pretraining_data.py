@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -687,3 +689,23 @@ def test_group_files_round_trip_and_refuse_a_damaged_slice(tmp_path):
     assert group_files.resolve("auto", on_dataflow=False) == "files"
     with pytest.raises(ValueError, match="grouping='disk'"):
         group_files.resolve("disk", on_dataflow=False)
+
+
+def test_warns_when_the_output_disk_is_short_of_space(tmp_path, monkeypatch, caplog):
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(job.shutil, "disk_usage", lambda path: usage(10**12, 0, 10**9))
+    with caplog.at_level(logging.WARNING):
+        # 100 MB of text at dupe 10: ~1.75 GB expected, 1 GB free.
+        need = job.warn_if_short_of_disk(str(tmp_path), 100 * 10**6, dupe_factor=10)
+    assert 1.7e9 < need < 1.8e9
+    assert f"{tmp_path}: 1.0 GB free" in caplog.text and "about 1.8 GB" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        job.warn_if_short_of_disk(str(tmp_path), 10**6, dupe_factor=10)
+    assert not caplog.text  # 17.5 MB needed: enough room
+
+    def no_local_disk(path):
+        raise AssertionError("a gs:// output has no local disk to check")
+
+    monkeypatch.setattr(job.shutil, "disk_usage", no_local_disk)
+    job.warn_if_short_of_disk("gs://bucket/records", 10**12, dupe_factor=10)
