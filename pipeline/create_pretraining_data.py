@@ -256,11 +256,12 @@ def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped f
 
 
 def _check_word_lengths(source: str, texts: Sequence[str]) -> None:
-    """Refuses text whose "words" are mostly longer than WordPiece takes: a script written
-    without spaces between words (Thai, Khmer, Lao, Burmese), where BERT's basic tokenization
-    sees a whole phrase as one word and WordPiece turns it into one [UNK]."""
+    """Refuses text whose "words" are mostly longer than WordPiece takes (`too_long`): text
+    written without spaces between words in a script the tokenizer does not know as such
+    (`wordpiece.UNSPACED_SCRIPTS`: Thai, Lao, Myanmar, Khmer...), where BERT's basic tokenization sees a whole
+    phrase as one word and WordPiece turns it into one [UNK]."""
     from tokenizer import basic_tokenization
-    from tokenizer.wordpiece import MAX_CHARS_PER_WORD
+    from tokenizer.wordpiece import MAX_CHARS_PER_WORD, too_long
 
     total = long = 0
     for text in texts:
@@ -269,14 +270,15 @@ def _check_word_lengths(source: str, texts: Sequence[str]) -> None:
             continue
         for word in basic_tokenization.split_words(text, do_lower_case=False):
             total += len(word)
-            long += len(word) if len(word) > MAX_CHARS_PER_WORD else 0
+            long += len(word) if too_long(word) else 0
     if total >= _MIN_SAMPLE_TOKENS and long > 0.2 * total:
         raise ValueError(
             f"{source}: {long / total:.0%} of a sample of the input is in words of more than "
             f"{MAX_CHARS_PER_WORD} characters, which WordPiece turns into [UNK]: the text looks "
-            "like a script written without spaces between words (Thai, Khmer, Lao, Burmese). "
-            "Split it into words first (e.g. PyThaiNLP for Thai) before build_vocab and this "
-            "stage; Chinese and Japanese ideographs need nothing, they are split one by one"
+            "written without spaces between words, in a script other than those the tokenizer "
+            "splits past that length (Thai, Lao, Myanmar, Khmer, Tai, Balinese, Javanese). Split it into words first "
+            "(spaces between words) before build_vocab and this stage; Chinese and Japanese "
+            "ideographs need nothing, they are split one by one"
         )
 
 

@@ -313,6 +313,27 @@ def test_100_character_limit_counts_characters_not_bytes(cased):
     _assert_google(cased, "Ä" * 60 + "." + "Ä" * 60, [*sixty, ".", *sixty])
 
 
+def test_scripts_without_spaces_are_split_past_100_characters(uncased):
+    # Thai puts spaces between phrases only, so a phrase is one "word" to basic tokenization:
+    # Google's tokenizer makes one over 100 characters a single [UNK]; ours splits it like any
+    # word, up to 1000 characters, in Python, in tensorflow-text and in the graph.
+    words = ["แมว", "เป็น", "สัตว์", "เลี้ยง"]
+    tokens = uncased.id_to_token(range(uncased.vocab_size))
+    pieces = [*tokens, *words, *(f"##{w}" for w in words)]
+    thai = BertTokenizer.from_tokens(pieces, strip_accents=False)  # keeps Thai vowel marks
+    phrase = "".join(words) * 8
+    assert 100 < len(phrase) < 1000
+    expected = ["แมว", *[f"##{w}" for w in words[1:]], *[f"##{w}" for w in words] * 7]
+    too_long = "".join(words) * 60
+    assert len(too_long) > 1000
+    texts = [f"{phrase} a", "b " + too_long, "x" * 101]
+    want = [[*expected, "a"], ["b", "[UNK]"], ["[UNK]"]]
+    assert thai.tokenize(texts) == want
+    assert _python_twin(thai).tokenize(texts) == want
+    graph = thai.tokenize_tensor(tf.constant(texts)).to_list()
+    assert [thai.id_to_token(ids) for ids in graph] == want
+
+
 def test_empty_and_blank_texts(uncased):
     assert uncased.tokenize(["", "   ", "\t\n"]) == [[], [], []]
     ids = uncased.tokenize_to_ids(["", "x"])

@@ -40,8 +40,12 @@ tf = command_line.import_tensorflow_quietly()
 import tensorflow_text as tf_text  # noqa: E402 - needs the quiet import above to run first
 
 MAX_CHARS_PER_WORD = wordpiece.MAX_CHARS_PER_WORD
-# UTF-8 needs at most 4 bytes a character: no word within MAX_CHARS_PER_WORD is longer than this.
-_MAX_BYTES_PER_WORD = 4 * MAX_CHARS_PER_WORD
+# UTF-8 needs at most 4 bytes a character: no word that is not `wordpiece.too_long` is longer.
+_MAX_BYTES_PER_WORD = 4 * wordpiece.MAX_CHARS_PER_UNSPACED_WORD
+# `wordpiece.too_long`'s scripts as an RE2 character class.
+_UNSPACED_RE2 = (
+    ".*[" + "".join(f"\\x{{{a:04X}}}-\\x{{{b:04X}}}" for a, b in wordpiece.UNSPACED_SCRIPTS) + "].*"
+)
 # Replaces, before WordPiece, a word that is too long: NUL never survives cleaning, so no real
 # word is "\x00", and a vocab without "\x00" in any token maps it to exactly one [UNK].
 _TOO_LONG_WORD = "\x00"
@@ -116,10 +120,9 @@ class BertTokenizer(wordpiece.WordPieceTokenizer):
         return results  # type: ignore[return-value]
 
     def _tokenize_words(self, words_per_text: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        too_long = wordpiece.too_long
         flat = [
-            word if len(word) <= MAX_CHARS_PER_WORD else _TOO_LONG_WORD
-            for words in words_per_text
-            for word in words
+            _TOO_LONG_WORD if too_long(word) else word for words in words_per_text for word in words
         ]
         if not flat:
             return [np.zeros([0], np.int32) for _ in words_per_text]
@@ -157,7 +160,12 @@ class BertTokenizer(wordpiece.WordPieceTokenizer):
         # Every kind of whitespace to a space, which tf.strings.split (ASCII only) splits on.
         texts = tf.strings.regex_replace(texts, patterns["whitespace"], " ")
         words = tf.strings.split(texts)
-        too_long = tf.strings.length(words.flat_values, unit="UTF8_CHAR") > MAX_CHARS_PER_WORD
+        # wordpiece.too_long, as TensorFlow ops.
+        lengths = tf.strings.length(words.flat_values, unit="UTF8_CHAR")
+        unspaced = tf.strings.regex_full_match(words.flat_values, _UNSPACED_RE2)
+        too_long = (lengths > MAX_CHARS_PER_WORD) & (
+            (lengths > wordpiece.MAX_CHARS_PER_UNSPACED_WORD) | ~unspaced
+        )
         words = words.with_flat_values(
             tf.where(too_long, tf.constant(_TOO_LONG_WORD), words.flat_values)
         )

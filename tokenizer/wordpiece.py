@@ -26,8 +26,28 @@ import numpy as np
 
 from tokenizer import basic_tokenization, vocab
 
-# Google's WordpieceTokenizer.max_input_chars_per_word.
+# Google's WordpieceTokenizer.max_input_chars_per_word: a longer word is one [UNK].
 MAX_CHARS_PER_WORD = 100
+# Scripts written without spaces between words: Thai, Lao, Myanmar (and its extensions), Khmer
+# (and its symbols), Tai Le, New Tai Lue, Tai Tham, Balinese, Javanese. Their text has spaces between phrases only, so BERT's basic tokenization
+# sees a whole phrase as one "word", often longer than MAX_CHARS_PER_WORD, and Google's
+# tokenizer turns it into one [UNK] (mBERT's known weakness on Thai: most of a Thai page is
+# lost). Here a word with a character of these scripts is split into pieces like any other
+# word up to MAX_CHARS_PER_UNSPACED_WORD characters, so a vocab learned for such a language
+# (build_vocab --algorithm=sentencepiece) can spell it; words in other scripts keep Google's
+# limit, so nothing else changes.
+UNSPACED_SCRIPTS = (
+    (0x0E00, 0x0EFF),  # Thai, Lao
+    (0x1000, 0x109F),  # Myanmar
+    (0x1780, 0x17FF),  # Khmer
+    (0x1950, 0x19FF),  # Tai Le, New Tai Lue, Khmer symbols
+    (0x1A20, 0x1AAF),  # Tai Tham
+    (0x1B00, 0x1B7F),  # Balinese
+    (0xA980, 0xA9FF),  # Javanese, Myanmar extended-B
+    (0xAA60, 0xAA7F),  # Myanmar extended-A
+)
+MAX_CHARS_PER_UNSPACED_WORD = 1000
+_UNSPACED = re.compile("[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in UNSPACED_SCRIPTS) + "]")
 # Words remembered with their pieces; past this many the memo starts afresh (a bound on the
 # memory of a process that sees a whole Wikipedia: ~150 bytes a word).
 MEMO_WORDS = 1 << 18
@@ -58,6 +78,15 @@ def _plain_text() -> tuple[re.Pattern, re.Pattern]:
     plain = re.compile(f"[\\x00-\\x7f{re.escape(punctuation + spaces)}]*")
     words = re.compile(f"[A-Za-z0-9]+|[!-/:-@\\[-`{{-~{re.escape(punctuation)}]")
     return plain, words
+
+
+def too_long(word: str) -> bool:
+    """Whether WordPiece makes `word` one [UNK] for its length alone: over MAX_CHARS_PER_WORD
+    characters, or over MAX_CHARS_PER_UNSPACED_WORD for a word in an unspaced script."""
+    length = len(word)
+    if length <= MAX_CHARS_PER_WORD:
+        return False
+    return length > MAX_CHARS_PER_UNSPACED_WORD or not _UNSPACED.search(word)
 
 
 class WordPieceTokenizer:
@@ -123,6 +152,8 @@ class WordPieceTokenizer:
         self.is_continuation = np.array(
             [token.startswith(vocab.CONTINUATION_PREFIX) for token in tokens], dtype=bool
         )
+        # No piece is longer than this: the longest-match search starts there (same pieces).
+        self._longest_piece = max(len(t.removeprefix(vocab.CONTINUATION_PREFIX)) for t in tokens)
         self._memo: dict[str, tuple[int, ...]] = {}
 
     # Pickled (for Beam workers) as the tokens themselves: a worker may not see the vocab path.
@@ -241,14 +272,16 @@ class WordPieceTokenizer:
 
     def _word_pieces(self, word: str) -> tuple[int, ...]:
         """Google's WordpieceTokenizer on one word: the longest vocab piece first, "##" before
-        every piece but the first; a word with a part no piece covers is one [UNK]."""
-        if len(word) > MAX_CHARS_PER_WORD:
+        every piece but the first; a word with a part no piece covers, or `too_long`, is one
+        [UNK]."""
+        if too_long(word):
             return (self.unk_id,)
         get = self.vocab.get
+        longest = self._longest_piece
         pieces = []
         start = 0
         while start < len(word):
-            for end in range(len(word), start, -1):
+            for end in range(min(len(word), start + longest), start, -1):
                 piece = get(word[start:end] if start == 0 else "##" + word[start:end])
                 if piece is not None:
                     break
