@@ -379,6 +379,11 @@ class ReadWikipedia(beam.PTransform):
                 sum(1 for r in self.ranges if r.path == path),
                 sum(1 for r in self.template_ranges if r.path == path),
             )
+            note = sentences.fallback_note(
+                sentences.language_code(config.language or self.sites[path].language)
+            )
+            if note:
+                logging.warning("%s: %s", path, note)
 
     def expand(self, pipeline: beam.Pipeline):
         sites_by_path = self.sites

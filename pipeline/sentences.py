@@ -67,6 +67,59 @@ _LANGUAGE_NAMES = {
 }
 
 
+# The languages sentencex (1.0) has rules of its own for: the modules of its Rust crate. Any
+# other it segments with the rules of a language MediaWiki falls back to, or with its generic
+# ones (full stops, question and exclamation marks): good enough for most languages written
+# with those, but Thai, say, writes no full stop, so a Thai paragraph stays one sentence.
+SENTENCEX_RULES = frozenset(
+    [
+        "am",
+        "ar",
+        "bg",
+        "bn",
+        "ca",
+        "da",
+        "de",
+        "el",
+        "en",
+        "es",
+        "fi",
+        "fr",
+        "gu",
+        "hi",
+        "hy",
+        "it",
+        "ja",
+        "kk",
+        "kn",
+        "ml",
+        "mr",
+        "my",
+        "nl",
+        "pa",
+        "pl",
+        "pt",
+        "ru",
+        "sk",
+        "ta",
+        "te",
+        "uk",
+    ]
+)
+
+
+def fallback_note(language: str) -> str | None:
+    """What to tell a user whose text is in `language` (a `language_code`) about its sentence
+    rules: None when sentencex has rules of its own for it."""
+    if language in SENTENCEX_RULES:
+        return None
+    return (
+        f"sentencex has no sentence rules of its own for language {language!r}: it falls back "
+        "to a related language's or to its generic ones (full stops, question and exclamation "
+        "marks); check a few sentences of the output"
+    )
+
+
 def language_code(language: str | None) -> str:
     """Normalises a language name or tag ("English", "en-GB", "pt_BR") to a short code.
 

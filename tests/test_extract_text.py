@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from contracts import metadata, storage
-from pipeline import beam_options, extract_text, text_shards, wikipedia_dump, wikitext
+from pipeline import beam_options, extract_text, sentences, text_shards, wikipedia_dump, wikitext
 from tests import pretraining_fixtures
 from tests.test_wikipedia import page_xml, write_multistream
 
@@ -403,3 +404,31 @@ def test_other_scripts_come_out_clean(wiki, fixtures_dir, tmp_path):
     assert documents_of(shard_bytes(out)) == [SCRIPT_FIXTURES[wiki]]
     assert counters["list_lines_removed"] == 2 and counters["debris_removed"] == 1
     assert "template_redirects_unresolved" not in counters
+
+
+def test_thai_dump_comes_out_clean_and_says_its_sentence_rules_fall_back(
+    fixtures_dir, tmp_path, caplog
+):
+    # Thai: no spaces between words, no full stops, a file alias (ภาพ), a template redirect
+    # through the canonical "Template:" and a Lua call, as in the other scripts' fixtures.
+    dump = str(fixtures_dir / "extract_text" / "thwiki-scripts-pages-articles.xml")
+    out = str(tmp_path / "out")
+    with caplog.at_level(logging.WARNING):
+        counters = run_job(dump, out, eval_fraction=0.0, num_shards=1, min_article_chars=20)
+    documents = documents_of(shard_bytes(out))
+    assert len(documents) == 6 and all(len(d) == 2 for d in documents)  # a paragraph a sentence
+    lines = [line for d in documents for line in d]
+    assert lines[-2].startswith("แมว (Cat) เป็นสัตว์")  # {{Template:Lang|en|Cat}} via a redirect
+    assert not any(re.search(r"^[*#:;]|\(\s*[,.:]?\s*\)|ไฟล์|ภาพ:", line) for line in lines)
+    assert counters["list_lines_removed"] == 1 and counters["debris_removed"] == 1
+    assert "template_redirects_unresolved" not in counters
+    notes = [r.getMessage() for r in caplog.records if "sentence rules" in r.getMessage()]
+    assert len(notes) == 1 and "'th'" in notes[0] and dump in notes[0]
+
+
+def test_sentence_rule_fallback_is_said_only_for_languages_without_rules():
+    assert sentences.fallback_note("en") is None and sentences.fallback_note("ja") is None
+    assert "'th'" in sentences.fallback_note("th")
+    # What fallback means: sentencex still splits at full stops, but Thai writes none.
+    assert len(sentences.split_sentences("One here. Two here.", language="th")) == 2
+    assert len(sentences.split_sentences("แมวเป็นสัตว์เลี้ยง แมวชอบนอน", language="th")) == 1
