@@ -384,6 +384,14 @@ def sentencepiece_to_wordpiece(
     )
     essential = [*chars, *(vocab.CONTINUATION_PREFIX + c for c in chars)]
     tokens = list(dict.fromkeys([*reserved_tokens, *essential, *converted]))
+    needed = len(dict.fromkeys([*reserved_tokens, *essential]))
+    if needed > vocab_size:
+        # Cutting would drop characters (or their ## forms): words holding them become [UNK].
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small for this text: its {len(chars)} characters "
+            f"need {len(essential)} tokens (each alone and as ##continuation) besides the "
+            f"{len(reserved_tokens)} reserved ones; pass --vocab_size={needed} or more"
+        )
     if len(tokens) < vocab_size:
         raise ValueError(
             f"sentencepiece gave {len(tokens)} tokens, fewer than vocab_size {vocab_size}"

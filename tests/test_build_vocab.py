@@ -267,6 +267,16 @@ def test_sentencepiece_vocab(data_dir, tmp_path):
     assert [o["path"] for o in metadata_record["outputs"]] == ["vocab.txt", "vocab.model"]
 
 
+def test_sentencepiece_vocab_too_small_for_the_characters_is_refused():
+    pieces = ["\u2581ab", "c", "\u2581d", "e"]  # characters a-e: 10 tokens with their ## forms
+    reserved = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = build_vocab.sentencepiece_to_wordpiece(pieces, vocab_size=15, reserved_tokens=reserved)
+    assert {"a", "##a", "e", "##e"} <= set(tokens) and len(tokens) == 15
+    # One token fewer would have cut "##e" (the last character's continuation form) silently.
+    with pytest.raises(ValueError, match="too small for this text: its 5 characters.*15 or more"):
+        build_vocab.sentencepiece_to_wordpiece(pieces, vocab_size=14, reserved_tokens=reserved)
+
+
 def test_empty_corpus_is_an_error(tmp_path):
     (tmp_path / "blank-00000.txt").write_text("\n \n\t\n", encoding="utf-8")
     output = tmp_path / "out" / "vocab.txt"
