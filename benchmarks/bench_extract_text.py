@@ -1,6 +1,7 @@
 """extract_text against the `wikiextractor` command: throughput and peak memory.
 
     python benchmarks/bench_extract_text.py [--copies=8] [--processes=1,2] [--sentences]
+    python benchmarks/bench_extract_text.py --debris
 
 Dumps: the bundled multistream sample (1.7 MB, 206 pages, 106 pages wikiextractor keeps), and a
 larger one made by repeating its pages `--copies` times with fresh ids and titles, written as a
@@ -15,6 +16,12 @@ as real dumps have templates all over). Both tools read the same file:
 Each is timed end to end as a command (Python and TensorFlow start-up included, as a user
 sees it); peak memory is the largest sum of RSS over the command's process tree, sampled every
 20 ms. MB/s is compressed dump MB per second, articles/s the articles each tool writes.
+
+`--debris` instead counts, in what each tool writes, the lines that carry list markers or the
+debris of templates that expanded to nothing (empty or punctuation-only parentheses, a label's
+dangling colon), as a share of all lines, on the English samples and on the hand-made dumps in
+other scripts (tests/data/extract_text): wikiextractor's output is the "before" (paragraph
+lines), extract_text's the "after" (sentence lines).
 
 `--sentences` also prints the agreement of sentencex (ours) and pysbd with the hand-checked
 sample in tests/data/extract_text/sentences_gold.txt, and their speed.
@@ -135,11 +142,13 @@ def wikiextractor(dump: Path, processes: int, out: Path) -> tuple[float, float, 
     return wall, cpu, peak, articles
 
 
-def extract_text(dump: Path, processes: int, out: Path) -> tuple[float, float, float, int]:
+def extract_text(
+    dump: Path, processes: int, out: Path, *flags: str
+) -> tuple[float, float, float, int]:
     wall, cpu, peak = run_measured(
         [sys.executable, "-m", "pipeline.extract_text", f"--input={dump}", f"--output_dir={out}"]
         + ["--num_shards=4", "--range_mb=0.25", f"--direct_num_workers={processes}"]
-        + ["--verbosity=-1"]
+        + ["--verbosity=-1", *flags]
     )
     counts = json.loads((out / "metadata.json").read_text())["counts"]
     return wall, cpu, peak, counts["documents"]
@@ -166,6 +175,75 @@ def bench_dumps(copies: int, process_counts: list[int]) -> None:
                         f"{megabytes / wall:>8.2f}{articles:>10}{articles / wall:>8.1f}{peak:>10.0f}",
                         flush=True,
                     )
+
+
+# A line with a list or indentation marker, as wikiextractor lets them through ("* item",
+# ":* item", "; term", ": indented").
+LIST_LINE = re.compile(r"^\s*[*#:;]")
+# What a template that expands to nothing leaves: parentheses holding nothing or punctuation
+# only ("(,)", "（、）"), a separator just inside a parenthesis ("(; 14 March", "\"Aploun\";)"),
+# a label's colon with no label ("(: \"Felidae\"", ", : x") or with a separator after it
+# ("Greek:, \"Apollōn\"").
+DEBRIS = re.compile(
+    r"[(（][\s,.;:،、，：；]*[)）]|[(（]\s*[,;，；、]|\S[,;，；、]\s*[)）]"
+    r"|[(（,，]\s*[:：]|[:：]\s*[,;，；]"
+)
+
+
+def _lines_of(tool: str, out: Path) -> list[str]:
+    if tool == "wikiextractor":
+        return [
+            line
+            for file in sorted(out.rglob("wiki_*"))
+            for record in file.open(encoding="utf-8")
+            for line in json.loads(record)["text"].split("\n")
+            if line.strip()
+        ]
+    return [
+        line
+        for file in sorted(out.glob("*.txt"))
+        for line in file.read_text(encoding="utf-8").split("\n")
+        if line.strip()
+    ]
+
+
+def bench_debris() -> None:
+    data = sample_data.data_folder() / "wikipedia"
+    dumps = [
+        SAMPLE,
+        data / "enwiki-table-markup.xml.bz2",
+        data / "tinywiki-pages-articles.xml",
+        *sorted((ROOT / "tests/data/extract_text").glob("*-pages-articles.xml")),
+    ]
+    print(
+        f"{'dump':<40}{'tool':<14}{'lines':>7}{'list':>6}{'debris':>8}{'share':>8}",
+        flush=True,
+    )
+    totals = {"wikiextractor": [0, 0], "extract_text": [0, 0]}
+    with tempfile.TemporaryDirectory() as folder:
+        for dump in dumps:
+            for tool, run in (("wikiextractor", wikiextractor), ("extract_text", extract_text)):
+                out = Path(folder) / f"{tool}-{dump.name}"
+                # The hand-made articles are a few sentences each: shorter than the default
+                # --min_article_chars, which keeps stubs out of real dumps.
+                flags = (
+                    ["--eval_fraction=0", "--min_article_chars=20"] if "tests" in dump.parts else []
+                )
+                run(dump, 1, out, *flags) if tool == "extract_text" else run(dump, 1, out)
+                lines = _lines_of(tool, out)
+                lists = sum(1 for line in lines if LIST_LINE.match(line))
+                debris = sum(1 for line in lines if DEBRIS.search(line))
+                bad = sum(1 for line in lines if LIST_LINE.match(line) or DEBRIS.search(line))
+                totals[tool][0] += len(lines)
+                totals[tool][1] += bad
+                print(
+                    f"{dump.name[:39]:<40}{tool:<14}{len(lines):>7}{lists:>6}{debris:>8}"
+                    f"{bad / max(len(lines), 1):>8.2%}",
+                    flush=True,
+                )
+    for tool, (lines, bad) in totals.items():
+        print(f"{'all':<40}{tool:<14}{lines:>7}{'':>6}{'':>8}{bad / lines:>8.2%}")
+    print("goal: under 0.5% of output lines (extract_text)")
 
 
 def bench_sentences() -> None:
@@ -205,11 +283,15 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=8, help="repeats in the larger dump")
     parser.add_argument("--processes", default="1,2", help="comma-separated process counts")
     parser.add_argument("--sentences", action="store_true", help="also compare segmenters")
+    parser.add_argument("--debris", action="store_true", help="list and template debris only")
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
+    if args.debris:
+        bench_debris()
+        return
     bench_dumps(args.copies, [int(p) for p in args.processes.split(",")])
     if args.sentences:
         bench_sentences()

@@ -78,11 +78,15 @@ _PLACEHOLDER_ONLY_RE = re.compile(r"^(?:(?:formula|codice)_\d+[\s.,;:]*)+$")
 # What a template that expands to nothing (one wikiextractor does not implement: #invoke Lua
 # modules, #language, ...) leaves in its sentence: parentheses with nothing or punctuation in
 # them, a separator just inside "(", a label's colon with no label (`(: "Felidae",: "кошачьи")`
-# from `({{Ll|la}}: "Felidae", {{Ll|ru}}: "кошачьи")`).
+# from `({{Ll|la}}: "Felidae", {{Ll|ru}}: "кошачьи")`), a separator just inside ")" (`"Aploun";)`
+# from `''Aploun''; {{lang-la|Apollō}})`), a label's colon followed at once by a separator
+# (`Greek:, "Apollōn"` from `Greek: {{lang|grc|Ἀπόλλων}}, ''Apollōn''`).
 # Full-width forms too (CJK text): （ ） ： ， 、 ；
-_EMPTY_PARENTHESES_RE = re.compile(r"\s*[(（]\s*[;,:.\-–—/；，、：]*\s*[)）]")
-_PARENTHESIS_SEPARATOR_RE = re.compile(r"([(（])\s*[;,:；，、：]\s*")
+_EMPTY_PARENTHESES_RE = re.compile(r"\s*[(（][\s;,:.\-–—/；，、：]*[)）]")
+_PARENTHESIS_SEPARATOR_RE = re.compile(r"([(（])\s*(?:[;,:；，、：]\s*)+")
+_CLOSING_SEPARATOR_RE = re.compile(r"(?<=\S)(?:\s*[;,；，、])+\s*(?=[)）])")
 _DANGLING_COLON_RE = re.compile(r"(?<=[(,;（，；、])\s*[:：]\s*")
+_COLON_SEPARATOR_RE = re.compile(r"(?<=\S)([:：])\s*[,;，；、]\s*")
 
 # English month and day names for the CURRENTMONTHNAME-like magic words (MediaWiki localises
 # them by the wiki's content language; wikiextractor leaves them empty).
@@ -530,6 +534,10 @@ def _has_residual_marks(text: str) -> bool:
     )
 
 
+def _colon_alone(match: re.Match) -> str:
+    return match.group(1) if match.group(1) == "：" else ": "
+
+
 def _strip_leftovers(paragraph: str, counts: collections.Counter) -> str:
     """Removes the markup wikiextractor leaves in some paragraphs; "" to drop the paragraph.
     Counts the paragraphs whose template debris was removed (`debris_removed`) and those
@@ -541,11 +549,18 @@ def _strip_leftovers(paragraph: str, counts: collections.Counter) -> str:
         text = _LEFTOVER_TAG_RE.sub("", text)
     if "{{" in text:
         text = _LEFTOVER_TEMPLATE_RE.sub("", text)
-    if "(" in text or "（" in text:
-        cleaned = _EMPTY_PARENTHESES_RE.sub("", text)
-        cleaned = _PARENTHESIS_SEPARATOR_RE.sub(r"\1", cleaned)
+    has_parenthesis = "(" in text or "（" in text
+    if has_parenthesis or ":" in text or "：" in text:
+        cleaned = text
+        if has_parenthesis:
+            cleaned = _EMPTY_PARENTHESES_RE.sub("", cleaned)
+            cleaned = _PARENTHESIS_SEPARATOR_RE.sub(r"\1", cleaned)
+            cleaned = _CLOSING_SEPARATOR_RE.sub("", cleaned)
         if ":" in cleaned or "：" in cleaned:
-            cleaned = _DANGLING_COLON_RE.sub(" ", cleaned).replace("( ", "(").replace("（ ", "（")
+            if has_parenthesis:
+                cleaned = _DANGLING_COLON_RE.sub(" ", cleaned)
+                cleaned = cleaned.replace("( ", "(").replace("（ ", "（")
+            cleaned = _COLON_SEPARATOR_RE.sub(_colon_alone, cleaned)
         if cleaned != text:
             if _HAS_LETTER_RE.search(cleaned):
                 counts["debris_removed"] += 1

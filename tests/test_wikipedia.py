@@ -357,7 +357,13 @@ def test_debris_of_templates_that_expand_to_nothing_is_removed_and_counted():
     text = (
         'Kočka ({{#invoke:Lang|name|la}}: "Felidae", {{#invoke:Lang|name|ru}}: "кошачьи") je '
         "šelma. Žije s lidmi po tisíce let.\n\n"
-        "Andorra ({{#invoke:IPA|ca}}, {{#invoke:IPA|es}}) je stát v Evropě.\n"
+        "Andorra ({{#invoke:IPA|ca}}, {{#invoke:IPA|es}}) je stát v Evropě.\n\n"
+        # As in the English sample's Albania and Apollo: templates missing from the dump.
+        "Albania ({{IPAc-en|æ|l}}, {{respell|al}}; {{lang-sq|Shqipëri}}; {{x}}) is a "
+        "country.\n\n"
+        "Apollo ([[Homeric Greek]]: {{lang|grc|X}}, ''Apollōn''; [[Aeolic Greek|Aeolic]]: "
+        "{{lang|grc|Y}}, ''Aploun''; {{lang-la|Apollō}}) is a god. Achilles ({{IPAc-en|k}}; "
+        "{{lang-grc|Z}}, ''Akhilleus'', {{IPA-el|a}}) was a hero. At 10:30, 3:1, ok.\n"
     )
     page = wikipedia_dump.Page(1, "Kočka", 0, False, 5, "2013-01-01T00:00:00Z", text)
     counts = collections.Counter()
@@ -365,8 +371,11 @@ def test_debris_of_templates_that_expand_to_nothing_is_removed_and_counted():
     assert paragraphs == [
         'Kočka ("Felidae", "кошачьи") je šelma. Žije s lidmi po tisíce let.',
         "Andorra je stát v Evropě.",
+        "Albania is a country.",
+        'Apollo (Homeric Greek: "Apollōn"; Aeolic: "Aploun") is a god. Achilles ("Akhilleus") '
+        "was a hero. At 10:30, 3:1, ok.",
     ]
-    assert counts["debris_removed"] == 2
+    assert counts["debris_removed"] == 4
 
 
 # ----------------------------------------------------------------------------------------------
