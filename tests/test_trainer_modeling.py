@@ -235,6 +235,30 @@ def test_padding_is_masked_out_and_dropout_follows_its_seed():
     assert not np.allclose(first.numpy(), a.numpy())
 
 
+def test_quantizable_masks_give_the_same_outputs_for_integer_quantization():
+    model = modeling.BertPretrainingModel(TINY, seed=3)
+    features = _features()
+    expected = model(features)
+    with modeling.quantizable_masks(model):
+        attention = [
+            layer
+            for layer in modeling._sublayers(model)
+            if isinstance(layer, modeling._SelfAttention)
+        ]
+        assert len(attention) == TINY.num_hidden_layers
+        assert all(layer.mask_in_range for layer in attention)
+        got = model(features)
+    for name in ("mlm_logits", "nsp_logits"):
+        np.testing.assert_allclose(got[name].numpy(), expected[name].numpy(), atol=1e-5)
+    assert not any(layer.mask_in_range for layer in attention)  # restored on the way out
+    # What it is for: the softmax input spans the real scores plus a margin, not -10000.
+    scores = tf.constant([[3.0, -2.0, 0.5, 7.0]])
+    bias = tf.constant([[0.0, 0.0, -10000.0, -10000.0]])
+    probs = modeling._masked_softmax_in_range(scores, bias)
+    np.testing.assert_allclose(probs.numpy(), tf.nn.softmax(scores + bias).numpy(), atol=1e-7)
+    assert probs.numpy()[0, 2:].max() < 1e-8
+
+
 @pytest.mark.parametrize(
     "policy,dtype", [("mixed_bfloat16", tf.bfloat16), ("mixed_float16", tf.float16)]
 )

@@ -51,6 +51,7 @@ mode draws from TensorFlow's stateful generator.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -155,6 +156,44 @@ class BertEmbeddings(keras.layers.Layer):
         )
 
 
+def _masked_softmax_in_range(scores: tf.Tensor, attention_bias: tf.Tensor) -> tf.Tensor:
+    """softmax(scores + attention_bias), with padding scored just below the row's lowest real
+    score instead of -10000: the same probabilities to within exp(-_MASK_MARGIN) per key.
+
+    For integer quantization: there every tensor gets one int8 scale from its calibrated
+    range, and scores + (-10000) spans ~10,000, a step of ~40 that rounds every real score to
+    the same value, so each layer attends uniformly (MiniLM on SST-2 fell to chance). Here the
+    softmax input spans the real scores' range plus the margin.
+    """
+    kept = attention_bias > -1.0  # 0 where a key is kept, -10000 at padding
+    lowest = tf.reduce_min(scores, axis=-1, keepdims=True)
+    return tf.nn.softmax(tf.where(kept, scores, lowest - _MASK_MARGIN), axis=-1)
+
+
+# exp(-20) ~ 2e-9: what a padded key may still weigh against the lowest real one.
+_MASK_MARGIN = 20.0
+
+
+@contextlib.contextmanager
+def quantizable_masks(model: keras.Layer):
+    """Within the block, every attention layer of `model` masks padding within the scores' range (see
+    `_masked_softmax_in_range`): for tracing a graph that is to be quantized to int8."""
+    layers = [layer for layer in _sublayers(model) if isinstance(layer, _SelfAttention)]
+    for layer in layers:
+        layer.mask_in_range = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.mask_in_range = False
+
+
+def _sublayers(layer: keras.Layer):
+    yield layer
+    for child in layer._layers:
+        yield from _sublayers(child)
+
+
 class _SelfAttention(keras.layers.Layer):
     """Scaled dot-product attention; query/key/value kernels are [H, H] as in Google's
     checkpoints (heads are a reshape of the output), so they convert without reshaping."""
@@ -171,6 +210,8 @@ class _SelfAttention(keras.layers.Layer):
             )
             for name in ("query", "key", "value")
         )
+        # Set by `quantizable_masks` while a graph for integer quantization is traced.
+        self.mask_in_range = False
 
     def build(self, input_shape=None):
         for dense in (self.query, self.key, self.value):
@@ -194,9 +235,14 @@ class _SelfAttention(keras.layers.Layer):
         scores = tf.einsum("bqnd,bknd->bnqk", query, key)
         # Softmax in float32: under fp16 the -10000 mask and large logits would overflow.
         # (Keras casts float arguments to the compute dtype on the way in; take the bias back.)
-        probs = tf.nn.softmax(
-            tf.cast(scores, tf.float32) + tf.cast(attention_bias, tf.float32), axis=-1
-        )
+        if self.mask_in_range:
+            probs = _masked_softmax_in_range(
+                tf.cast(scores, tf.float32), tf.cast(attention_bias, tf.float32)
+            )
+        else:
+            probs = tf.nn.softmax(
+                tf.cast(scores, tf.float32) + tf.cast(attention_bias, tf.float32), axis=-1
+            )
         probs = tf.cast(probs, hidden.dtype)
         probs = _dropout(
             probs, config.attention_probs_dropout_prob, training=training, seed=dropout_seed

@@ -25,6 +25,7 @@ The converter is TensorFlow's (tf.lite.TFLiteConverter); the interpreter is Lite
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -37,7 +38,7 @@ import tensorflow as tf
 from absl import flags, logging
 
 from contracts import command_line, metadata, storage
-from trainer import run_classifier
+from trainer import modeling, run_classifier
 
 FLAGS = flags.FLAGS
 
@@ -132,13 +133,10 @@ def convert(
         raise ValueError(f"--mode={mode!r}: one of {', '.join(MODES)}")
     if float_layers and mode != "int8":
         raise ValueError("--float_layers applies to --mode=int8 only")
-    function = logits_function(model, max_seq_length=max_seq_length, batch_size=batch_size)
-    # The converter freezes the variables it finds through the trackable object. Given the Keras
-    # 3 model it finds none and leaves READ_VARIABLE ops reading uninitialised variables (NaN
-    # logits in LiteRT); a tf.Module holding the underlying tf.Variables is found.
-    holder = tf.Module()
-    holder.model_variables = [v.value if hasattr(v, "value") else v for v in model.weights]
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
+    # int8 activations: the graph masks attention within the scores' range (modeling.quantizable_masks).
+    converter = _converter(
+        model, max_seq_length=max_seq_length, batch_size=batch_size, for_int8=mode == "int8"
+    )
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
@@ -157,11 +155,26 @@ def convert(
 
         converter.representative_dataset = representative
         if float_layers:
-            float_content = convert(model, max_seq_length=max_seq_length, mode="float32")
+            float_content = _converter(
+                model, max_seq_length=max_seq_length, batch_size=batch_size, for_int8=True
+            ).convert()
             return _convert_with_float_layers(
                 converter, representative, float_layers, float_content
             )
     return converter.convert()
+
+
+def _converter(model, *, max_seq_length: int, batch_size: int, for_int8: bool):
+    """A TFLiteConverter of the model's logits function, as traced for `convert`."""
+    masks = modeling.quantizable_masks(model) if for_int8 else contextlib.nullcontext()
+    with masks:
+        function = logits_function(model, max_seq_length=max_seq_length, batch_size=batch_size)
+    # The converter freezes the variables it finds through the trackable object. Given the Keras
+    # 3 model it finds none and leaves READ_VARIABLE ops reading uninitialised variables (NaN
+    # logits in LiteRT); a tf.Module holding the underlying tf.Variables is found.
+    holder = tf.Module()
+    holder.model_variables = [v.value if hasattr(v, "value") else v for v in model.weights]
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
 
 
 def _convert_with_float_layers(converter, representative, float_layers, float_content) -> bytes:
