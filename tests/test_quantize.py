@@ -124,10 +124,30 @@ def test_float_layers_keep_those_layers_out_of_int8(run_dir, tmp_path):
     assert kept.count(np.float32) > kept.count(np.int8)
 
 
+def test_float_ops_keep_those_op_types_out_of_int8(run_dir, tmp_path):
+    report = quantize.quantize(
+        str(run_dir),
+        str(tmp_path / "ops"),
+        mode="int8",
+        calibration_examples=16,
+        float_ops=["GELU"],
+        latency_runs=5,
+    )
+    assert report["float_ops"] == ["GELU"]
+    interpreter = _lite(tmp_path / "ops").interpreter
+    tensors = {d["index"]: d["dtype"] for d in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    gelu = [op for op in ops if op["op_name"] == "GELU"]
+    assert len(gelu) == 2  # one a layer
+    assert all(tensors[op["outputs"][0]] == np.float32 for op in gelu)
+    matmuls = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    assert all(tensors[op["inputs"][0]] == np.int8 for op in matmuls)
+
+
 def test_refusals(run_dir, tmp_path):
     with pytest.raises(ValueError, match="--mode='int4': one of"):
         quantize.quantize(str(run_dir), str(tmp_path / "a"), mode="int4")
-    with pytest.raises(ValueError, match="--float_layers applies to --mode=int8 only"):
+    with pytest.raises(ValueError, match="--float_layers and --float_ops apply to --mode=int8"):
         quantize.quantize(str(run_dir), str(tmp_path / "b"), mode="float16", float_layers=["x"])
     with pytest.raises(ValueError, match="--float_layers=layer_9: no such layer"):
         quantize.quantize(
@@ -135,6 +155,16 @@ def test_refusals(run_dir, tmp_path):
             str(tmp_path / "c"),
             mode="int8",
             float_layers=["layer_9"],
+            calibration_examples=16,
+        )
+    with pytest.raises(
+        ValueError, match="--float_ops: no CONV_2D op in the model; its ops: .*GELU"
+    ):
+        quantize.quantize(
+            str(run_dir),
+            str(tmp_path / "g"),
+            mode="int8",
+            float_ops=["GELU", "CONV_2D"],
             calibration_examples=16,
         )
     with pytest.raises(ValueError, match="--calibration_examples=4: calibrating int8 ranges"):

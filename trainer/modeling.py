@@ -165,7 +165,9 @@ def _masked_softmax_in_range(scores: tf.Tensor, attention_bias: tf.Tensor) -> tf
     the same value, so each layer attends uniformly (MiniLM on SST-2 fell to chance). Here the
     softmax input spans the real scores' range plus the margin.
     """
-    kept = attention_bias > -1.0  # 0 where a key is kept, -10000 at padding
+    # 0 where a key is kept, -10000 at padding. Halfway: in an int8 graph the bias itself is
+    # quantized (a step of ~40), and a threshold near 0 would round to 0 and mask every key.
+    kept = attention_bias > -5000.0
     lowest = tf.reduce_min(scores, axis=-1, keepdims=True)
     return tf.nn.softmax(tf.where(kept, scores, lowest - _MASK_MARGIN), axis=-1)
 

@@ -120,6 +120,7 @@ def convert(
     mode: str,
     calibration: dict[str, np.ndarray] | None = None,
     float_layers: Sequence[str] = (),
+    float_ops: Sequence[str] = (),
     batch_size: int = 1,
 ) -> bytes:
     """The model as a LiteRT flatbuffer, quantized as `mode` says.
@@ -128,11 +129,13 @@ def convert(
       calibration: int8 only: the features whose activation ranges calibrate the model.
       float_layers: int8 only: parts of the model ("embeddings", "layer_3", "pooler",
         "classifier") whose ops stay in float.
+      float_ops: int8 only: LiteRT op types ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "GELU",
+        ...) that stay in float wherever they are.
     """
     if mode not in MODES:
         raise ValueError(f"--mode={mode!r}: one of {', '.join(MODES)}")
-    if float_layers and mode != "int8":
-        raise ValueError("--float_layers applies to --mode=int8 only")
+    if (float_layers or float_ops) and mode != "int8":
+        raise ValueError("--float_layers and --float_ops apply to --mode=int8 only")
     # int8 activations: the graph masks attention within the scores' range (modeling.quantizable_masks).
     converter = _converter(
         model, max_seq_length=max_seq_length, batch_size=batch_size, for_int8=mode == "int8"
@@ -154,12 +157,12 @@ def convert(
                 ]
 
         converter.representative_dataset = representative
-        if float_layers:
+        if float_layers or float_ops:
             float_content = _converter(
                 model, max_seq_length=max_seq_length, batch_size=batch_size, for_int8=True
             ).convert()
-            return _convert_with_float_layers(
-                converter, representative, float_layers, float_content
+            return _convert_with_float_parts(
+                converter, representative, float_layers, float_ops, float_content
             )
     return converter.convert()
 
@@ -177,19 +180,33 @@ def _converter(model, *, max_seq_length: int, batch_size: int, for_int8: bool):
     return tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
 
 
-def _convert_with_float_layers(converter, representative, float_layers, float_content) -> bytes:
-    """int8 with the ops of `float_layers` left in float: TFLite's selective quantization (the
-    quantization debugger's deny list, as TensorFlow's guide to it does). The deny list names
-    ops by their output tensors: those of the float model whose names are in those layers."""
-    pattern = part_pattern("|".join(re.escape(layer) for layer in float_layers))
-    details = _interpreter(float_content, num_threads=1).get_tensor_details()
-    names = [d["name"] for d in details if pattern.search(d["name"])]
-    if not names:
-        raise ValueError(f"--float_layers={','.join(float_layers)}: no such layer in the model")
+def _convert_with_float_parts(
+    converter, representative, float_layers, float_ops, float_content
+) -> bytes:
+    """int8 with the ops of `float_layers` and those of the types `float_ops` left in float:
+    TFLite's selective quantization (the quantization debugger's deny lists, as TensorFlow's
+    guide to it does). The node deny list names ops by their output tensors: those of the
+    float model whose names are in those layers."""
+    interpreter = _interpreter(float_content, num_threads=1)
+    names = []
+    if float_layers:
+        pattern = part_pattern("|".join(re.escape(layer) for layer in float_layers))
+        names = [d["name"] for d in interpreter.get_tensor_details() if pattern.search(d["name"])]
+        if not names:
+            raise ValueError(f"--float_layers={','.join(float_layers)}: no such layer in the model")
+    present = {op["op_name"] for op in interpreter._get_ops_details()}
+    unknown = sorted(set(float_ops) - present)
+    if unknown:
+        raise ValueError(
+            f"--float_ops: no {', '.join(unknown)} op in the model; its ops: "
+            f"{', '.join(sorted(present))}"
+        )
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,
         debug_dataset=representative,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=names),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=names or None, denylisted_ops=list(float_ops) or None
+        ),
     )
     return debugger.get_nondebug_quantized_model()
 
@@ -306,6 +323,7 @@ def quantize(
     seed: int = 12345,
     data_dir: str = "",
     float_layers: Sequence[str] = (),
+    float_ops: Sequence[str] = (),
     latency_runs: int = 200,
     num_threads: int = 0,
     max_metric_loss: float = 0.01,
@@ -314,8 +332,8 @@ def quantize(
     """Writes OUT/model.tflite and OUT/quantization_report.json; returns the report."""
     if mode not in MODES:
         raise ValueError(f"--mode={mode!r}: one of {', '.join(MODES)}")
-    if float_layers and mode != "int8":
-        raise ValueError("--float_layers applies to --mode=int8 only")
+    if (float_layers or float_ops) and mode != "int8":
+        raise ValueError("--float_layers and --float_ops apply to --mode=int8 only")
     if storage.exists(storage.join(output, MODEL_FILE)):
         raise FileExistsError(f"{storage.join(output, MODEL_FILE)} exists: give a new folder")
     record = run_classifier.read_classifier_config(model_dir)
@@ -347,6 +365,7 @@ def quantize(
         mode=mode,
         calibration=calibration,
         float_layers=float_layers,
+        float_ops=float_ops,
     )
     float_content = (
         content
@@ -366,6 +385,7 @@ def quantize(
     if mode == "int8":
         report["calibration_examples"] = len(calibration["input_ids"])
         report["float_layers"] = list(float_layers)
+        report["float_ops"] = list(float_ops)
     for name, payload in (("quantized", content), ("float32", float_content)):
         lite = LiteModel(payload, num_threads=threads)
         logging.info("%s: dev set through LiteRT (%d examples)", name, len(examples))
@@ -436,6 +456,12 @@ def define_flags() -> None:
     flags.DEFINE_list(
         "float_layers", [], "int8: parts kept in float (embeddings, layer_N, pooler, classifier)."
     )
+    flags.DEFINE_list(
+        "float_ops",
+        [],
+        "int8: LiteRT op types kept in float wherever they are (e.g. "
+        "MEAN,SQUARED_DIFFERENCE,RSQRT: layer-norm statistics).",
+    )
     flags.DEFINE_integer("latency_runs", 200, "Batch-1 calls timed for the latency figures.")
     flags.DEFINE_integer("num_threads", 0, "LiteRT interpreter threads; 0: one per CPU core.")
     flags.DEFINE_float(
@@ -455,6 +481,7 @@ def main(argv: Sequence[str]) -> None:
         seed=FLAGS.seed,
         data_dir=FLAGS.data_dir,
         float_layers=FLAGS.float_layers,
+        float_ops=FLAGS.float_ops,
         latency_runs=FLAGS.latency_runs,
         num_threads=FLAGS.num_threads,
         max_metric_loss=FLAGS.max_metric_loss,
