@@ -101,6 +101,11 @@ def test_a_loss_above_the_bound_names_the_layers_to_blame(run_dir, tmp_path):
     assert all(row["relative_error"] > 0 for row in report["layer_errors"])
     assert len(report["blame"]) == 3 and set(report["blame"]) <= set(parts)
     assert "--float_layers=" in report["warning"]
+    ops = {row["op"]: row for row in report["op_errors"]}
+    assert {"FULLY_CONNECTED", "BATCH_MATMUL"} <= set(ops)
+    assert all(row["measured"] > 0 for row in ops.values())
+    assert report["blame_ops"] == [row["op"] for row in report["op_errors"][:3] if row["added"] > 0]
+    assert f"--float_ops={','.join(report['blame_ops'])}" in report["warning"]
 
 
 def test_float_layers_keep_those_layers_out_of_int8(run_dir, tmp_path):

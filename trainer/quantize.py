@@ -17,7 +17,12 @@ metrics of the quantized and of the float32 model (both run through LiteRT, one 
 time), batch-1 latency p50/p90 of both, and, where the quantized model loses more than
 --max_metric_loss (a point by default) of the task's main metric, the layers to blame: each
 layer's output error against float32, and the layers where it grows most, to keep in float
-(`--float_layers`, int8 mode).
+(`--float_layers`, int8 mode); in int8 mode also the error each op type adds (`op_errors`) and
+the types that add most, to keep in float wherever they are (`--float_ops`): in BERT the
+layer norms' centring and scaling (SUB, MUL), whose error spreads over every layer.
+
+In int8 mode the graph masks attention padding within the scores' range rather than by adding
+-10000 (`modeling.quantizable_masks`): one int8 scale cannot hold both.
 
 The converter is TensorFlow's (tf.lite.TFLiteConverter); the interpreter is LiteRT's
 (ai-edge-litert): TensorFlow's own tf.lite.Interpreter is deprecated in its favour.
@@ -306,6 +311,49 @@ def layer_errors(
     return rows
 
 
+def op_type_errors(
+    float_content: bytes, quantized_content: bytes, features, *, examples: int
+) -> list[dict]:
+    """The error each op type adds, largest first: for every op of the quantized model whose
+    output matches a float tensor (by name and shape), the relative error of that output
+    (as in `layer_errors`) less the largest of its inputs' (matched, or carried through the
+    QUANTIZE ops the converter inserts; weights count as exact), averaged over its ops and
+    `examples` dev examples. A type whose ops add much error is one to keep in float
+    (`--float_ops`). `float_content` must be the graph that was quantized, in float."""
+    reference = LiteModel(float_content, num_threads=1, preserve_all_tensors=True)
+    quantized = LiteModel(quantized_content, num_threads=1, preserve_all_tensors=True)
+    details = {d["index"]: d for d in quantized.interpreter.get_tensor_details()}
+    ops = quantized.interpreter._get_ops_details()
+    added: dict[str, list[float]] = {}
+    for row in batch_one_rows(features, range(min(examples, len(features["input_ids"])))):
+        reference(row)
+        quantized(row)
+        expected, actual = _float_outputs(reference), _float_outputs(quantized)
+        errors: dict[int, float] = {}
+        for op in ops:
+            inputs = [errors.get(int(i), 0.0) for i in op["inputs"] if i >= 0]
+            before = max(inputs, default=0.0)
+            for index in op["outputs"]:
+                name = details[index]["name"] if index in details else None
+                if (
+                    name in expected
+                    and name in actual
+                    and (actual[name].shape == expected[name].shape)
+                ):
+                    scale = float(np.sqrt(np.mean(np.square(expected[name])))) or 1.0
+                    diff = actual[name] - expected[name]
+                    errors[int(index)] = float(np.sqrt(np.mean(np.square(diff)))) / scale
+                    if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"):
+                        added.setdefault(op["op_name"], []).append(errors[int(index)] - before)
+                else:
+                    errors[int(index)] = before
+    rows = [
+        {"op": name, "added": float(np.mean(values)), "measured": len(values)}
+        for name, values in added.items()
+    ]
+    return sorted(rows, key=lambda row: row["added"], reverse=True)
+
+
 def _part_order(part: str) -> tuple[int, int]:
     if part == "embeddings":
         return (0, 0)
@@ -413,6 +461,20 @@ def quantize(
             f"{max_metric_loss * 100:.2f}); the error grows most in {', '.join(report['blame'])}: "
             f"keep them in float ({advice})"
         )
+        if mode == "int8":
+            # Error that spreads over every layer comes from op types, not layers (BERT's
+            # layer norms): measured against the same graph in float.
+            same_graph = _converter(
+                model, max_seq_length=max_seq_length, batch_size=1, for_int8=True
+            ).convert()
+            op_errors = op_type_errors(same_graph, content, dev, examples=blame_examples)
+            report["op_errors"] = op_errors
+            report["blame_ops"] = [row["op"] for row in op_errors[:3] if row["added"] > 0]
+            if report["blame_ops"]:
+                report["warning"] += (
+                    f"; of the op types, {', '.join(report['blame_ops'])} add the most "
+                    f"(--float_ops={','.join(report['blame_ops'])})"
+                )
         logging.warning("%s", report["warning"])
     storage.makedirs(output)
     storage.atomic_write(storage.join(output, MODEL_FILE), content)
