@@ -258,8 +258,8 @@ def _sum_counts(dicts):  # Iterable[dict[str, int]] -> dict[str, int]; untyped f
 def _check_word_lengths(source: str, texts: Sequence[str]) -> None:
     """Refuses text whose "words" are mostly longer than WordPiece takes (`too_long`): text
     written without spaces between words in a script the tokenizer does not know as such
-    (`wordpiece.UNSPACED_SCRIPTS`: Thai, Lao, Myanmar, Khmer...), where BERT's basic tokenization sees a whole
-    phrase as one word and WordPiece turns it into one [UNK]."""
+    (`wordpiece.UNSPACED_SCRIPTS`: Thai, Lao, Myanmar, Khmer...), where BERT's basic
+    tokenization sees a whole phrase as one word and WordPiece turns it into one [UNK]."""
     from tokenizer import basic_tokenization
     from tokenizer.wordpiece import MAX_CHARS_PER_WORD, too_long
 
@@ -276,9 +276,9 @@ def _check_word_lengths(source: str, texts: Sequence[str]) -> None:
             f"{source}: {long / total:.0%} of a sample of the input is in words of more than "
             f"{MAX_CHARS_PER_WORD} characters, which WordPiece turns into [UNK]: the text looks "
             "written without spaces between words, in a script other than those the tokenizer "
-            "splits past that length (Thai, Lao, Myanmar, Khmer, Tai, Balinese, Javanese). Split it into words first "
-            "(spaces between words) before build_vocab and this stage; Chinese and Japanese "
-            "ideographs need nothing, they are split one by one"
+            "splits past that length (Thai, Lao, Myanmar, Khmer, Tai, Balinese, Javanese). "
+            "Split it into words first (spaces between words) before build_vocab and this "
+            "stage; Chinese and Japanese ideographs need nothing, they are split one by one"
         )
 
 

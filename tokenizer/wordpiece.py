@@ -29,10 +29,10 @@ from tokenizer import basic_tokenization, vocab
 # Google's WordpieceTokenizer.max_input_chars_per_word: a longer word is one [UNK].
 MAX_CHARS_PER_WORD = 100
 # Scripts written without spaces between words: Thai, Lao, Myanmar (and its extensions), Khmer
-# (and its symbols), Tai Le, New Tai Lue, Tai Tham, Balinese, Javanese. Their text has spaces between phrases only, so BERT's basic tokenization
-# sees a whole phrase as one "word", often longer than MAX_CHARS_PER_WORD, and Google's
-# tokenizer turns it into one [UNK] (mBERT's known weakness on Thai: most of a Thai page is
-# lost). Here a word with a character of these scripts is split into pieces like any other
+# (and its symbols), Tai Le, New Tai Lue, Tai Tham, Balinese, Javanese. Their text has spaces
+# between phrases only, so BERT's basic tokenization sees a whole phrase as one "word", often
+# longer than MAX_CHARS_PER_WORD, and Google's tokenizer turns it into one [UNK] (mBERT's known
+# weakness on Thai: most of a Thai page is lost). Here a word with a character of these scripts is split into pieces like any other
 # word up to MAX_CHARS_PER_UNSPACED_WORD characters, so a vocab learned for such a language
 # (build_vocab --algorithm=sentencepiece) can spell it; words in other scripts keep Google's
 # limit, so nothing else changes.

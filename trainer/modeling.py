@@ -165,21 +165,24 @@ def _masked_softmax_in_range(scores: tf.Tensor, attention_bias: tf.Tensor) -> tf
     the same value, so each layer attends uniformly (MiniLM on SST-2 fell to chance). Here the
     softmax input spans the real scores' range plus the margin.
     """
-    # 0 where a key is kept, -10000 at padding. Halfway: in an int8 graph the bias itself is
-    # quantized (a step of ~40), and a threshold near 0 would round to 0 and mask every key.
-    kept = attention_bias > -5000.0
+    # 0 where a key is kept, _PADDING_BIAS at padding. Halfway: in an int8 graph the bias itself
+    # is quantized (a step of ~40), and a threshold near 0 would round to 0 and mask every key.
+    kept = attention_bias > _PADDING_BIAS / 2
     lowest = tf.reduce_min(scores, axis=-1, keepdims=True)
     return tf.nn.softmax(tf.where(kept, scores, lowest - _MASK_MARGIN), axis=-1)
 
 
+# What padding adds to the scores (google-research/bert's value; exp(-10000) is exactly 0 in
+# float32).
+_PADDING_BIAS = -10000.0
 # exp(-20) ~ 2e-9: what a padded key may still weigh against the lowest real one.
 _MASK_MARGIN = 20.0
 
 
 @contextlib.contextmanager
 def quantizable_masks(model: keras.Layer):
-    """Within the block, every attention layer of `model` masks padding within the scores' range (see
-    `_masked_softmax_in_range`): for tracing a graph that is to be quantized to int8."""
+    """Within the block, every attention layer of `model` masks padding within the scores'
+    range (see `_masked_softmax_in_range`): for tracing a graph to be quantized to int8."""
     layers = [layer for layer in _sublayers(model) if isinstance(layer, _SelfAttention)]
     for layer in layers:
         layer.mask_in_range = True
@@ -475,11 +478,11 @@ class BertEncoder(keras.layers.Layer):
         segment_ids = _int32(inputs["segment_ids"]) if "segment_ids" in inputs else None
         if segment_ids is None:
             segment_ids = tf.zeros_like(input_ids)
-        # [batch, 1, 1, seq]: 0 where a key may be attended to, -10000 at padding, added to the
-        # float32 scores (google-research/bert's value; exp(-10000) is exactly 0 in float32).
-        attention_bias = (1.0 - tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)) * (
-            -10000.0
-        )
+        # [batch, 1, 1, seq]: 0 where a key may be attended to, _PADDING_BIAS at padding, added
+        # to the float32 scores.
+        attention_bias = (
+            1.0 - tf.cast(input_mask[:, tf.newaxis, tf.newaxis, :], tf.float32)
+        ) * _PADDING_BIAS
         hidden = self.embeddings(
             input_ids, segment_ids, training=training, dropout_seed=_fold_seed(dropout_seed, 0)
         )

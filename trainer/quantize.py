@@ -134,14 +134,15 @@ def convert(
       calibration: int8 only: the features whose activation ranges calibrate the model.
       float_layers: int8 only: parts of the model ("embeddings", "layer_3", "pooler",
         "classifier") whose ops stay in float.
-      float_ops: int8 only: LiteRT op types ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "GELU",
-        ...) that stay in float wherever they are.
+      float_ops: int8 only: LiteRT op types ("MUL", "SUB", "NEG", "GELU", ...) that stay in
+        float wherever they are.
     """
     if mode not in MODES:
         raise ValueError(f"--mode={mode!r}: one of {', '.join(MODES)}")
     if (float_layers or float_ops) and mode != "int8":
         raise ValueError("--float_layers and --float_ops apply to --mode=int8 only")
-    # int8 activations: the graph masks attention within the scores' range (modeling.quantizable_masks).
+    # int8 activations: the graph masks attention within the scores' range
+    # (modeling.quantizable_masks).
     converter = _converter(
         model, max_seq_length=max_seq_length, batch_size=batch_size, for_int8=mode == "int8"
     )
@@ -275,6 +276,12 @@ def _float_outputs(lite: LiteModel) -> dict[str, np.ndarray]:
     return found
 
 
+def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    """RMS of the difference over RMS of the float value (1 where that is 0)."""
+    scale = float(np.sqrt(np.mean(np.square(expected)))) or 1.0
+    return float(np.sqrt(np.mean(np.square(actual - expected)))) / scale
+
+
 def layer_errors(
     float_content: bytes, quantized_content: bytes, features, *, examples: int
 ) -> list[dict]:
@@ -300,9 +307,7 @@ def layer_errors(
         for part, name in last_of_part.items():
             if part not in order:
                 order.append(part)
-            scale = float(np.sqrt(np.mean(np.square(expected[name])))) or 1.0
-            error = float(np.sqrt(np.mean(np.square(actual[name] - expected[name])))) / scale
-            sums.setdefault(part, []).append(error)
+            sums.setdefault(part, []).append(_relative_error(actual[name], expected[name]))
     rows, previous = [], 0.0
     for part in sorted(order, key=_part_order):
         error = float(np.mean(sums[part]))
@@ -340,9 +345,7 @@ def op_type_errors(
                     and name in actual
                     and (actual[name].shape == expected[name].shape)
                 ):
-                    scale = float(np.sqrt(np.mean(np.square(expected[name])))) or 1.0
-                    diff = actual[name] - expected[name]
-                    errors[int(index)] = float(np.sqrt(np.mean(np.square(diff)))) / scale
+                    errors[int(index)] = _relative_error(actual[name], expected[name])
                     if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE"):
                         added.setdefault(op["op_name"], []).append(errors[int(index)] - before)
                 else:
@@ -521,8 +524,8 @@ def define_flags() -> None:
     flags.DEFINE_list(
         "float_ops",
         [],
-        "int8: LiteRT op types kept in float wherever they are (e.g. "
-        "MEAN,SQUARED_DIFFERENCE,RSQRT: layer-norm statistics).",
+        "int8: LiteRT op types kept in float wherever they are (e.g. MUL,SUB,NEG: the layer "
+        "norms' centring and scaling; the report's blame_ops names the types to try).",
     )
     flags.DEFINE_integer("latency_runs", 200, "Batch-1 calls timed for the latency figures.")
     flags.DEFINE_integer("num_threads", 0, "LiteRT interpreter threads; 0: one per CPU core.")
