@@ -155,7 +155,7 @@ def distil(
         temperature=2.0,
         hidden_weight=hidden_weight,
         learning_rate=args.learning_rate,
-        num_train_epochs=1.0,
+        num_train_epochs=args.student_epochs,
         strategy="one_device",
         seed=seed,
         data_dir=str(data_dir or ""),  # "": the teacher's train set
@@ -414,7 +414,7 @@ def distillation_seeds(teacher: str, scratch: Path, seeds: int, args, data_dir: 
                 seed=seed,
                 data_dir=data_dir,
             )["accuracy"]
-            for name, alpha in (("student", 0.5), ("labels", 0.0))
+            for name, alpha in (("student", args.alpha), ("labels", 0.0))
         )
         pairs.append((distilled, labels))
     distilled, labels = (np.array(side) for side in zip(*pairs, strict=True))
@@ -424,9 +424,9 @@ def distillation_seeds(teacher: str, scratch: Path, seeds: int, args, data_dir: 
     lines = [
         f"Teacher: MiniLM-L6, {_train_rows(Path(taught['data_dir']))} train examples, "
         f"{taught['num_train_epochs']:g} epoch(s): dev accuracy {teacher_accuracy:.4f}",
-        f"Students: {args.train_examples} train examples, one epoch.",
+        f"Students: {args.train_examples} train examples, {args.student_epochs:g} epoch(s).",
         f"Distillation over {seeds} seeds (3-layer student from the teacher's first 3 layers, "
-        "T=2, alpha 0.5 vs alpha 0):",
+        f"T=2, alpha {args.alpha:g} vs alpha 0):",
         *(
             f"- seed {i + 1}: distilled {d:.4f}, labels only {lab:.4f}, {x:+.2f} points"
             for i, (d, lab, x) in enumerate(zip(distilled, labels, differences, strict=True))
@@ -467,6 +467,8 @@ def main() -> None:
         "--train_examples, the students' own)",
     )
     parser.add_argument("--teacher_epochs", type=float, default=1.0)
+    parser.add_argument("--student_epochs", type=float, default=1.0)
+    parser.add_argument("--alpha", type=float, default=0.5, help="the soft targets' weight")
     parser.add_argument(
         "--teacher_dir",
         default="",
@@ -535,10 +537,14 @@ def main() -> None:
                 vocab=args.tiny_vocab,
             ),
         }
-        distilled = distil(runs["MiniLM-L6"], scratch / "student", alpha=0.5, args=args)
+        distilled = distil(runs["MiniLM-L6"], scratch / "student", alpha=args.alpha, args=args)
         labels_only = distil(runs["MiniLM-L6"], scratch / "student_labels", alpha=0.0, args=args)
         hidden = distil(
-            runs["MiniLM-L6"], scratch / "student_hidden", alpha=0.5, hidden_weight=1.0, args=args
+            runs["MiniLM-L6"],
+            scratch / "student_hidden",
+            alpha=args.alpha,
+            hidden_weight=1.0,
+            args=args,
         )
         runs["MiniLM-3L distilled"] = str(scratch / "student")
         teacher = json.loads((scratch / "minilm" / "eval_results.json").read_text())
