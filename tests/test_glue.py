@@ -82,10 +82,29 @@ def test_each_task_reads_its_own_layout(name, fixtures_dir):
     assert [
         len(glue.read_examples(task, str(folder / f), split="dev")) for f in task.dev_files
     ] == (dev_rows)
-    tests = [glue.read_examples(task, str(folder / f), split="test") for f in task.test_files]
+    # MNLI's AX diagnostic is where GLUE's download script puts it: glue/diagnostic/.
+    tests = [
+        glue.read_examples(task, glue.locate(str(folder), f), split="test") for f in task.test_files
+    ]
     assert [len(t) for t in tests] == test_rows
     assert all(e.label is None and e.guid == "0" for t in tests for e in t[:1])
     assert len(task.submission_files) == len(task.test_files)
+
+
+def test_the_diagnostic_is_found_in_the_task_folder_first_then_in_glues_own(tmp_path):
+    mnli = tmp_path / "glue_data" / "MNLI"
+    mnli.mkdir(parents=True)
+    assert glue.locate(str(mnli), "diagnostic.tsv") is None
+    assert glue.locate(str(mnli), "test_matched.tsv") is None
+    (tmp_path / "glue_data" / "diagnostic").mkdir()
+    beside = tmp_path / "glue_data" / "diagnostic" / "diagnostic.tsv"
+    beside.write_text("index\tsentence1\tsentence2\n")
+    assert glue.locate(str(mnli), "diagnostic.tsv") == str(beside)
+    (mnli / "diagnostic.tsv").write_text("index\tsentence1\tsentence2\n")
+    assert glue.locate(str(mnli), "diagnostic.tsv") == str(mnli / "diagnostic.tsv")
+    # Only the diagnostic lives outside its task's folder.
+    (tmp_path / "glue_data" / "diagnostic" / "test_matched.tsv").write_text("index\n")
+    assert glue.locate(str(mnli), "test_matched.tsv") is None
 
 
 def test_quotes_inside_fields_and_a_byte_order_mark_are_kept_as_text(fixtures_dir):

@@ -10,7 +10,8 @@ distributes them, with their quirks:
 - train and dev have a header row naming the columns (CoLA's have none: fixed positions); test
   files have another header (an `index` column, no label);
 - MNLI has dev_matched / dev_mismatched and test_matched / test_mismatched; the AX diagnostic
-  (`diagnostic.tsv`) is predicted with the MNLI model.
+  (`diagnostic.tsv`) is predicted with the MNLI model, and GLUE's download script keeps it in a
+  folder of its own beside the tasks' (`glue_data/diagnostic/diagnostic.tsv`).
 
 A row with too few columns, or a label outside the task's labels, is an error that names the
 file and the line: nothing is dropped silently. Users' own data (`custom`): a TSV or CSV with a
@@ -244,6 +245,22 @@ def read_examples(task: Task, path: str, *, split: str) -> list[Example]:
         guid = row[index].strip() if index is not None else str(line_number)
         examples.append(Example(guid, row[a], row[b] if b is not None else None, value))
     return examples
+
+
+# Test files that GLUE's download script (download_glue_data.py) keeps outside the task's folder,
+# and the folder beside it where they are: the AX diagnostic is glue_data/diagnostic/diagnostic.tsv,
+# not glue_data/MNLI/diagnostic.tsv.
+_SIBLING_FOLDERS = {"diagnostic.tsv": "diagnostic"}
+
+
+def locate(data_dir: str, file_name: str) -> str | None:
+    """Where a task's file is: in `data_dir`, else (the AX diagnostic) in GLUE's own folder for
+    it beside `data_dir`; None when in neither."""
+    places = [storage.join(data_dir, file_name)]
+    if file_name in _SIBLING_FOLDERS:
+        parent = storage.dirname(data_dir)
+        places.append(storage.join(parent, _SIBLING_FOLDERS[file_name], file_name))
+    return next((path for path in places if storage.exists(path)), None)
 
 
 def labels_of(path: str, *, column: str) -> list[str]:

@@ -395,10 +395,10 @@ def run(
         )
     cache_dir = storage.join(config.output_dir, "features")
 
-    def load(file_name: str, split: str):
+    def load(file_name: str, split: str, *, path: str = ""):
         return classifier_features.load_or_encode(
             task,
-            storage.join(config.data_dir, file_name),
+            path or storage.join(config.data_dir, file_name),
             split=split,
             tokenizer=tokenizer,
             vocab_file=vocab_file,
@@ -474,10 +474,11 @@ def run(
         results = record
     if config.do_predict:
         for test_file, submission in zip(task.test_files, task.submission_files, strict=True):
-            if not storage.exists(storage.join(config.data_dir, test_file)):
+            path = glue.locate(config.data_dir, test_file)
+            if path is None:
                 logging.warning("no %s in %s: no %s", test_file, config.data_dir, submission)
                 continue
-            examples, features = load(test_file, "test")
+            examples, features = load(test_file, "test", path=path)
             logits = predict(model, features, **_predict_options(config, strategy))
             glue.write_submission(
                 storage.join(config.output_dir, submission),
