@@ -131,6 +131,63 @@ def test_fine_tunes_minilm_evaluates_predicts_and_resumes(fixtures_dir, tmp_path
     assert again["global_step"] == 2 and (out / "ckpt-2.index").exists()
 
 
+@pytest.mark.slow
+def test_a_run_stopped_mid_epoch_resumes_on_the_batch_where_it_stopped(tmp_path, monkeypatch):
+    """Stopped after update 3 of 6 (checkpoint every 3), then rerun: the same weights as one
+    uninterrupted run, which needs the rerun to go on with batches 4-6 of the shuffled order
+    (seeing batches 1-3 again would give other weights)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "dull"]
+    rows = [f"a {w} film number {i}\t{i % 2}" for i, w in enumerate(words * 2)]
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    bert_config = tmp_path / "bert_config.json"
+    bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
+    strategy = distribution.get_strategy("one_device")
+
+    def config(name: str) -> run_classifier.ClassifierConfig:
+        return _config(
+            tmp_path,
+            data,
+            output_dir=str(tmp_path / name),
+            init_checkpoint="",
+            bert_config_file=str(bert_config),
+            vocab_file=UNCASED_VOCAB,
+            train_batch_size=4,  # 4 updates an epoch
+            num_train_epochs=1.5,  # 6 updates
+            save_checkpoints_steps=3,
+            learning_rate=1e-3,
+            do_eval=False,
+            do_predict=False,
+            jit_compile=False,
+        )
+
+    def weights(name: str) -> list[np.ndarray]:
+        record = run_classifier.read_classifier_config(str(tmp_path / name))
+        model = run_classifier.load_classifier(str(tmp_path / name), record)
+        return [w.numpy() for w in model.weights]
+
+    run_classifier.run(config("whole"), strategy=strategy)
+
+    class Stopped(Exception):
+        pass
+
+    save = tf.train.CheckpointManager.save
+
+    def save_then_stop(manager, *args, **kwargs):
+        path = save(manager, *args, **kwargs)
+        raise Stopped(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tf.train.CheckpointManager, "save", save_then_stop)
+        with pytest.raises(Stopped, match="ckpt-3"):
+            run_classifier.run(config("stopped"), strategy=strategy)
+    run_classifier.run(config("stopped"), strategy=strategy)
+    assert (tmp_path / "stopped" / "ckpt-6.index").exists()
+    for whole, resumed in zip(weights("whole"), weights("stopped"), strict=True):
+        np.testing.assert_allclose(resumed, whole, rtol=0, atol=1e-6)
+
+
 def test_mnli_evaluates_both_dev_sets_and_writes_three_submissions(fixtures_dir, tmp_path):
     bert_config = tmp_path / "bert_config.json"
     bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())

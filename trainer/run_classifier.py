@@ -68,6 +68,9 @@ class ClassifierConfig:
     eval_batch_size: int = 32  # global batch of evaluation and prediction
     learning_rate: float = 5e-5  # peak learning rate (google-research/bert's default)
     num_train_epochs: float = 3.0  # passes over the train set
+    # Save a checkpoint every this many updates, and at the end of each epoch; a rerun resumes
+    # from the last one, on the batch where it stopped (google-research/bert's default)
+    save_checkpoints_steps: int = 1000
     warmup_proportion: float = 0.1  # share of the updates with a linear warmup
     weight_decay_rate: float = 0.01  # decoupled weight decay, not on LayerNorm and bias
     clip_norm: float = 1.0  # clip the global gradient norm to this; 0 disables
@@ -172,11 +175,17 @@ def _dataset(
     batch_size: int,
     shuffle_seed: int | None,
     dynamic_padding: bool = False,
+    skip_batches: int = 0,
 ):
+    """Batches of (features, labels): in file order, or (shuffle_seed given) shuffled with that
+    seed, a new order each epoch, without end, from the batch `skip_batches` on: a resumed run
+    goes on with the batches it had not seen, as if it had not stopped."""
     inputs = {name: features[name] for name in classifier_features.FEATURE_NAMES}
     dataset = tf.data.Dataset.from_tensor_slices((inputs, features["label_ids"]))
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(features["label_ids"]), seed=shuffle_seed).repeat()
+        # Each epoch's order follows from the seed alone, so skipping replays it exactly.
+        dataset = dataset.skip(skip_batches * batch_size)
     dataset = dataset.batch(batch_size, drop_remainder=shuffle_seed is not None)
     if dynamic_padding:
         dataset = dataset.map(cut_padding(features["input_mask"].shape[1]))
@@ -584,6 +593,7 @@ def _train(
             batch_size=config.train_batch_size,
             shuffle_seed=config.seed,
             dynamic_padding=resolve_dynamic_padding(config, strategy),
+            skip_batches=int(step.numpy()),
         )
     )
     train_step = make_train_step(
@@ -637,20 +647,19 @@ def _train(
                     rate * config.train_batch_size,
                     (num_train_steps - current) / rate if rate else float("nan"),
                 )
-            if end_of_epoch:
+            every = config.save_checkpoints_steps
+            if end_of_epoch or (every > 0 and current % every == 0):
                 with profiling.trace("checkpoint_save"):
                     manager.save(checkpoint_number=current)
-                if dev:
-                    with profiling.trace("evaluate"):
-                        results = evaluate(task, model, dev, **_predict_options(config, strategy))
-                    with eval_writer.as_default(step=current):
-                        for split, metrics in results.items():
-                            for name, value in metrics.items():
-                                if name != "examples":
-                                    tf.summary.scalar(f"{split}/{name}", value)
-                    logging.info(
-                        "eval at step %d: %s", current, json.dumps(results, sort_keys=True)
-                    )
+            if end_of_epoch and dev:
+                with profiling.trace("evaluate"):
+                    results = evaluate(task, model, dev, **_predict_options(config, strategy))
+                with eval_writer.as_default(step=current):
+                    for split, metrics in results.items():
+                        for name, value in metrics.items():
+                            if name != "examples":
+                                tf.summary.scalar(f"{split}/{name}", value)
+                logging.info("eval at step %d: %s", current, json.dumps(results, sort_keys=True))
     finally:
         profiler.stop()  # a trace still running at the end or on an error
     writer.close()
