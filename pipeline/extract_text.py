@@ -193,7 +193,11 @@ class _ReadTemplatePagesFn(beam.DoFn):
         self._sizes = dict(sizes)
         self._progress = reading
 
-    def process(self, read_range: wikipedia_dump.ReadRange) -> Iterator[tuple]:
+    # The exact element type, a key and a value: Beam (2.78+) type-checks the CombinePerKey
+    # that follows against it, and a bare `tuple` is not a key-value pair.
+    def process(
+        self, read_range: wikipedia_dump.ReadRange
+    ) -> Iterator[tuple[tuple[str, str], tuple[int, str, str]]]:
         site = self._sites[read_range.path]
         namespaces = frozenset({wikipedia_dump.TEMPLATE_NAMESPACE_KEY})
         for item in wikipedia_dump.read_pages(read_range, site=site, namespaces=namespaces):
@@ -635,7 +639,7 @@ def _finish(
     inputs: Sequence[str],
     sources: Mapping[str, Any],
     scratch_dir: str,
-) -> dict[str, Any]:
+) -> stage.StageResult:
     """Runs once every shard is written: writes the empty shards, removes the scratch folder;
     what metadata.json holds."""
     storage.rmtree(scratch_dir)
