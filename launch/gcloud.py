@@ -233,66 +233,131 @@ def is_known_flag(arg: str, names: set[str]) -> bool:
 # The trainer's flags, passed through by the TPU and GPU launchers.
 
 
-def check_trainer_flag_names(args: Sequence[str], *, names: set[str] | None = None) -> None:
-    """Checks that every flag passed through is one `trainer.run_pretraining` defines.
+@dataclasses.dataclass(frozen=True)
+class TrainerProgram:
+    """A trainer program the TPU and GPU launchers can start (`--program`)."""
+
+    module: str  # what `python3 -m` runs on the machine
+    required: tuple[str, ...]  # flags it cannot run without
+    # Its flags that name files the remote machines read or write, and what they hold: only
+    # Cloud Storage is visible to every host of a slice, and survives the machine's deletion.
+    gcs_flags: dict[str, str]
+    # Whether its evaluation is split over the replicas (so --eval_batch_size must divide);
+    # run_classifier and distill evaluate outside strategy.run, one whole batch at a time.
+    distributed_eval: bool
+
+
+TRAINER_PROGRAMS = {
+    "run_pretraining": TrainerProgram(
+        "trainer.run_pretraining",
+        required=("input_file", "output_dir"),
+        gcs_flags={
+            "input_file": "the training records",
+            "eval_input_file": "the eval records",
+            "output_dir": "checkpoints and TensorBoard logs",
+            "init_checkpoint": "the initial checkpoint",
+            "bert_config_file": "the BERT config",
+        },
+        distributed_eval=True,
+    ),
+    "run_classifier": TrainerProgram(
+        "trainer.run_classifier",
+        required=("task_name", "data_dir", "output_dir"),
+        gcs_flags={
+            "data_dir": "the task's files",
+            "output_dir": "checkpoints, eval results and predictions",
+            "init_checkpoint": "the pretrained checkpoint",
+            "bert_config_file": "the BERT config",
+            "vocab_file": "the vocab",
+        },
+        distributed_eval=False,
+    ),
+    "distill": TrainerProgram(
+        "trainer.distill",
+        required=("teacher_dir", "output_dir"),
+        gcs_flags={
+            "teacher_dir": "the fine-tuned teacher",
+            "output_dir": "the student's run folder",
+            "data_dir": "the task's files",
+            "student_init_checkpoint": "the student's checkpoint",
+            "student_config_file": "the student's BERT config",
+        },
+        distributed_eval=False,
+    ),
+}
+
+
+def trainer_program(name: str) -> TrainerProgram:
+    """The program a launcher's `--program` names.
+
+    Raises:
+      LaunchError: not one of TRAINER_PROGRAMS.
+    """
+    if name not in TRAINER_PROGRAMS:
+        raise LaunchError(f"--program={name!r}: one of {', '.join(TRAINER_PROGRAMS)}")
+    return TRAINER_PROGRAMS[name]
+
+
+def check_trainer_flag_names(
+    args: Sequence[str], *, program: str = "run_pretraining", names: set[str] | None = None
+) -> None:
+    """Checks that every flag passed through is one the trainer program defines.
 
     The trainer would stop on an unknown flag too — but on the remote machine, after it was
     created and set up.
 
     Args:
       args: the flags after `--`.
-      names: the trainer's flag names; by default read from the program (`--helpxml`).
+      program: a key of TRAINER_PROGRAMS.
+      names: the program's flag names; by default read from the program (`--helpxml`).
 
     Raises:
-      LaunchError: a flag the trainer does not define; the message names it.
+      LaunchError: a flag the program does not define; the message names it.
     """
+    module = trainer_program(program).module
     if names is None:
-        names = program_flag_names("trainer.run_pretraining")
+        names = program_flag_names(module)
     unknown = [arg for arg in args if not is_known_flag(arg, names)]
     if unknown:
         raise LaunchError(
-            f"trainer flags (after --): trainer.run_pretraining has no flag "
+            f"trainer flags (after --): {module} has no flag "
             f"{', '.join(a.split('=', 1)[0] for a in unknown)}"
         )
-
-
-# Trainer flags naming files the remote machines read or write: only Cloud Storage is visible
-# to every host of a slice, and survives the machine's deletion.
-TRAINER_GCS_FLAGS = {
-    "input_file": "the training records",
-    "eval_input_file": "the eval records",
-    "output_dir": "checkpoints and TensorBoard logs",
-    "init_checkpoint": "the initial checkpoint",
-    "bert_config_file": "the BERT config",
-}
 
 
 def check_trainer_args(
     args: Sequence[str],
     *,
+    program: str = "run_pretraining",
     strategies: Sequence[str],
     replicas: int,
     hardware: str,
 ) -> None:
-    """Checks the flags a launcher passes through to `trainer.run_pretraining`.
+    """Checks the flags a launcher passes through to a trainer program.
 
     Args:
       args: the flags after `--`.
+      program: a key of TRAINER_PROGRAMS.
       strategies: the `--strategy` values that can run on this hardware.
       replicas: devices the global batch is split across.
       hardware: e.g. "v3-32", for messages.
 
     Raises:
-      LaunchError: a local path where gs:// is needed, a missing --input_file or
-        --output_dir, a --tpu or --strategy the launcher sets itself or that cannot run
-        here, or a global batch size that does not divide across the replicas.
+      LaunchError: a local path where gs:// is needed, a missing flag the program requires,
+        a --tpu or --strategy the launcher sets itself or that cannot run here, or a global
+        batch size that does not divide across the replicas.
     """
+    trainer = trainer_program(program)
     what = "trainer flags (after --)"
     check_flag_arguments(args, what=what)
-    for name in ("input_file", "output_dir"):
+    for name in trainer.required:
         if flag_value(args, name) is None:
-            raise LaunchError(f"{what}: --{name} is required (gs:// {TRAINER_GCS_FLAGS[name]})")
-    for name, description in TRAINER_GCS_FLAGS.items():
+            where = trainer.gcs_flags.get(name)
+            raise LaunchError(
+                f"{what}: --{name} is required by {trainer.module}"
+                + (f" (gs:// {where})" if where else "")
+            )
+    for name, description in trainer.gcs_flags.items():
         value = flag_value(args, name)
         if value is not None:
             check_gcs_patterns(value, flag=f"trainer flag --{name}", what=description)
@@ -313,7 +378,8 @@ def check_trainer_args(
     problem = batching.batch_split_error(
         train_batch_size=batches["train_batch_size"],
         eval_batch_size=batches["eval_batch_size"],
-        do_eval=(flag_value(args, "do_eval") or "false").lower() in ("true", "1"),
+        do_eval=trainer.distributed_eval
+        and (flag_value(args, "do_eval") or "false").lower() in ("true", "1"),
         replicas=replicas,
         gradient_accumulation_steps=batches["gradient_accumulation_steps"] or 1,
     )
@@ -551,7 +617,7 @@ def run_trainer_launch(
             return
         logging.info("%s config: %s", program, config)
         try:
-            check_trainer_flag_names(config.trainer_args)
+            check_trainer_flag_names(config.trainer_args, program=config.program)
             execute(launch)
         except LaunchError as error:
             exit_with_error(program, error)

@@ -11,6 +11,7 @@ describe`, then `create` when the VM does not exist (a Deep Learning VM image th
 the NVIDIA driver on first boot), this project's wheel copied over and installed with
 `tensorflow[and-cuda]`, and `python3 -m trainer.run_pretraining --strategy=mirrored …` started
 in the background once `nvidia-smi` answers. `--dry_run` prints the commands.
+`--program=run_classifier` (or `distill`) starts that trainer program instead.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ class GpuVmConfig:
     vm: str  # Compute Engine instance name.
     zone: str  # A zone that has the GPU, e.g. us-central1-a.
     project: str  # Google Cloud project ID.
-    # Flags for trainer.run_pretraining, passed through (what follows `--`).
+    # Flags for the trainer program, passed through (what follows `--`).
     trainer_args: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
+    # What to start: run_pretraining, run_classifier (fine-tuning) or distill (trainer/)
+    program: str = dataclasses.field(
+        default="run_pretraining", metadata={"enum": tuple(gcloud.TRAINER_PROGRAMS)}
+    )
     # g2-standard-48: 4 NVIDIA L4 (24 GB, bf16), widely available; a2-highgpu-8g (8 A100)
     # or a3-highgpu-8g (8 H100) for BERT-base/large at full speed.
     machine_type: str = "g2-standard-48"
@@ -52,7 +57,14 @@ class GpuVmConfig:
     package: str | None = None  # pip spec to install instead of a wheel of this checkout.
     create: bool = True  # Create the VM when it does not exist (else stop with an error).
     foreground: bool = False  # Stream the trainer's output here instead of detaching.
-    log_file: str = "bert_pretraining.log"  # On the VM, relative to the home folder.
+    # On the VM, relative to the home folder; "": bert_pretraining.log for
+    # run_pretraining, bert_<program>.log for the others.
+    log_file: str = ""
+
+    def __post_init__(self):
+        if not self.log_file:
+            name = "pretraining" if self.program == "run_pretraining" else self.program
+            object.__setattr__(self, "log_file", f"bert_{name}.log")
 
 
 def gpu_count(config: GpuVmConfig) -> int:
@@ -105,6 +117,7 @@ def check(config: GpuVmConfig) -> tuple[GpuVmConfig, int]:
     gcloud.check_positive(config.boot_disk_gb, flag="--boot_disk_gb")
     gcloud.check_trainer_args(
         config.trainer_args,
+        program=config.program,
         strategies=("mirrored", "one_device", "auto"),
         replicas=gpus,
         hardware=f"a {config.machine_type} ({gpus} GPUs)",
@@ -133,7 +146,7 @@ def train_command(config: GpuVmConfig) -> str:
     trainer = [
         "python3",
         "-m",
-        "trainer.run_pretraining",
+        gcloud.trainer_program(config.program).module,
         "--strategy=mirrored",
         *config.trainer_args,
     ]

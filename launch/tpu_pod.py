@@ -26,6 +26,8 @@ What it runs, in order (`--dry_run` prints these commands and runs nothing):
 
 Everything after `--` goes to the trainer unchanged; the launcher checks that the paths the
 TPU workers read and write are on gs:// and that the batch divides across the replicas.
+`--program=run_classifier` (or `distill`) starts that trainer program instead, the same way,
+checked against its own flags (gcloud.TRAINER_PROGRAMS).
 """
 
 from __future__ import annotations
@@ -131,8 +133,12 @@ class TpuPodConfig:
     tpu: str  # TPU node name; also where the accelerator type is read from.
     zone: str  # A zone that offers that accelerator type, e.g. europe-west4-a for v3.
     project: str  # Google Cloud project ID.
-    # Flags for trainer.run_pretraining, passed through (what follows `--`).
+    # Flags for the trainer program, passed through (what follows `--`).
     trainer_args: tuple[str, ...] = dataclasses.field(default=(), metadata={"flag": False})
+    # What to start: run_pretraining, run_classifier (fine-tuning) or distill (trainer/)
+    program: str = dataclasses.field(
+        default="run_pretraining", metadata={"enum": tuple(gcloud.TRAINER_PROGRAMS)}
+    )
     accelerator_type: str | None = None  # Default: read from the TPU name.
     tf_version: str = DEFAULT_TF_VERSION  # Picks the runtime image.
     runtime_version: str | None = None  # TPU software version; default from tf_version.
@@ -141,7 +147,14 @@ class TpuPodConfig:
     package: str | None = None  # pip spec to install instead of a wheel of this checkout.
     create: bool = True  # Create the TPU when it does not exist (else stop with an error).
     foreground: bool = False  # Stream the trainer's output here instead of detaching.
-    log_file: str = "bert_pretraining.log"  # On worker 0, relative to the home folder.
+    # On worker 0, relative to the home folder; "": bert_pretraining.log for
+    # run_pretraining, bert_<program>.log for the others.
+    log_file: str = ""
+
+    def __post_init__(self):
+        if not self.log_file:
+            name = "pretraining" if self.program == "run_pretraining" else self.program
+            object.__setattr__(self, "log_file", f"bert_{name}.log")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +202,7 @@ def check(config: TpuPodConfig) -> tuple[TpuPodConfig, Accelerator]:
         )
     gcloud.check_trainer_args(
         config.trainer_args,
+        program=config.program,
         strategies=("tpu", "auto"),
         replicas=accelerator.replicas,
         hardware=f"a {accelerator.name}",
@@ -255,7 +269,7 @@ def train_command(config: TpuPodConfig, accelerator: Accelerator) -> str:
     trainer = [
         "python3",
         "-m",
-        "trainer.run_pretraining",
+        gcloud.trainer_program(config.program).module,
         f"--tpu={tpu_flag}",
         "--strategy=tpu",
         # After ours, so that a --strategy=auto of the user's (checked) takes effect.

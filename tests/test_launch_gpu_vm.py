@@ -67,6 +67,20 @@ def test_plan_is_complete():
     ) in train_line
 
 
+def test_distillation_on_a_gpu_vm_starts_trainer_distill():
+    args = (
+        "--teacher_dir=gs://my-bert-bucket/runs/sst2",
+        "--output_dir=gs://my-bert-bucket/runs/sst2-3l",
+        "--student_layers=3",
+        "--train_batch_size=64",
+    )
+    plan = make_plan(program="distill", trainer_args=args)
+    train_line = next(a for a in plan.steps[-1].argv if a.startswith("--command="))
+    assert "python3 -m trainer.distill --strategy=mirrored " + " ".join(args) in train_line
+    assert "> bert_distill.log 2>&1" in train_line
+    assert plan.output_dir == "gs://my-bert-bucket/runs/sst2-3l"
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -304,6 +304,100 @@ def test_trainer_defines_every_flag_the_launchers_pass():
         )
 
 
+FINETUNE_ARGS = (
+    "--task_name=MNLI",
+    "--data_dir=gs://my-bert-bucket/glue/MNLI",
+    "--init_checkpoint=gs://my-bert-bucket/bert/runs/base",
+    "--output_dir=gs://my-bert-bucket/bert/runs/mnli",
+    "--do_train",
+    "--do_eval",
+    "--do_predict",
+    "--train_batch_size=64",
+    "--eval_batch_size=100",
+    "--learning_rate=3e-5",
+)
+
+
+def test_fine_tuning_on_a_tpu_starts_run_classifier_with_its_flags():
+    plan = make_plan(tpu="bert-v3-8", program="run_classifier", trainer_args=FINETUNE_ARGS)
+    train_line = remote_command(plan.steps[-1])
+    trainer = train_line.split("nohup ", 1)[1].split(" > ", 1)[0].split()
+    assert trainer[:5] == [
+        "python3",
+        "-m",
+        "trainer.run_classifier",
+        "--tpu=local",
+        "--strategy=tpu",
+    ]
+    assert trainer[5:] == list(FINETUNE_ARGS)
+    assert "> bert_run_classifier.log 2>&1" in train_line
+    assert "--command=tail -n 100 -f bert_run_classifier.log" in plan.follow_log.argv
+    assert plan.output_dir == "gs://my-bert-bucket/bert/runs/mnli"
+    # Its evaluation is not split over the replicas: an eval batch of 100 need not divide over
+    # 8 cores, but the training batch must.
+    with pytest.raises(gcloud.LaunchError, match="train_batch_size 100 does not split into 8"):
+        make_plan(
+            tpu="bert-v3-8",
+            program="run_classifier",
+            trainer_args=(*FINETUNE_ARGS, "--train_batch_size=100"),
+        )
+
+
+@pytest.mark.parametrize(
+    ("program", "args", "message"),
+    [
+        (
+            "run_classifier",
+            tuple(a for a in FINETUNE_ARGS if not a.startswith("--task_name")),
+            "--task_name is required by trainer.run_classifier",
+        ),
+        (
+            "run_classifier",
+            (*FINETUNE_ARGS, "--data_dir=glue/MNLI"),
+            "trainer flag --data_dir='glue/MNLI' must be a gs:// path",
+        ),
+        (
+            "run_classifier",
+            (*FINETUNE_ARGS, "--vocab_file=vocab.txt"),
+            "trainer flag --vocab_file='vocab.txt' must be a gs:// path",
+        ),
+        (
+            "distill",
+            ("--output_dir=gs://b/student", "--student_layers=3"),
+            "--teacher_dir is required by trainer.distill (gs:// the fine-tuned teacher)",
+        ),
+        (
+            "distill",
+            ("--teacher_dir=runs/mnli", "--output_dir=gs://b/student"),
+            "trainer flag --teacher_dir='runs/mnli' must be a gs:// path",
+        ),
+    ],
+)
+def test_each_program_s_own_flags_are_checked(program, args, message):
+    with pytest.raises(gcloud.LaunchError) as caught:
+        make_plan(tpu="bert-v3-8", program=program, trainer_args=args)
+    assert message in str(caught.value)
+
+
+def test_fine_tuning_programs_define_every_flag_the_launchers_pass():
+    names = gcloud.program_flag_names("trainer.run_classifier")
+    gcloud.check_trainer_flag_names(
+        ["--tpu=local", "--strategy=tpu", *FINETUNE_ARGS], program="run_classifier", names=names
+    )
+    with pytest.raises(gcloud.LaunchError, match="trainer.run_classifier has no flag --input_file"):
+        gcloud.check_trainer_flag_names(
+            [*FINETUNE_ARGS, "--input_file=gs://b/r"], program="run_classifier", names=names
+        )
+    distill_args = ["--teacher_dir=gs://b/mnli", "--output_dir=gs://b/s", "--student_layers=3"]
+    gcloud.check_trainer_flag_names(
+        ["--tpu=local", "--strategy=tpu", *distill_args],
+        program="distill",
+        names=gcloud.program_flag_names("trainer.distill"),
+    )
+    with pytest.raises(gcloud.LaunchError, match="--program='finetune': one of run_pretraining"):
+        gcloud.check_trainer_flag_names(FINETUNE_ARGS, program="finetune", names=names)
+
+
 def test_wheel_build_step_makes_the_wheel_the_plan_copies(tmp_path):
     step = gcloud.build_wheel_step(dist_dir=str(tmp_path))
     gcloud.run_step(step, capture=True)
