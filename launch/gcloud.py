@@ -242,9 +242,10 @@ class TrainerProgram:
     # Its flags that name files the remote machines read or write, and what they hold: only
     # Cloud Storage is visible to every host of a slice, and survives the machine's deletion.
     gcs_flags: dict[str, str]
-    # Whether its evaluation is split over the replicas (so --eval_batch_size must divide);
-    # run_classifier and distill evaluate outside strategy.run, one whole batch at a time.
-    distributed_eval: bool
+    # Its flags that make it evaluate (so --eval_batch_size must split over the replicas), with
+    # their defaults; and the default of --eval_batch_size.
+    eval_flags: dict[str, bool]
+    default_eval_batch_size: int
 
 
 TRAINER_PROGRAMS = {
@@ -258,7 +259,8 @@ TRAINER_PROGRAMS = {
             "init_checkpoint": "the initial checkpoint",
             "bert_config_file": "the BERT config",
         },
-        distributed_eval=True,
+        eval_flags={"do_eval": False},
+        default_eval_batch_size=batching.DEFAULT_EVAL_BATCH_SIZE,
     ),
     "run_classifier": TrainerProgram(
         "trainer.run_classifier",
@@ -270,7 +272,8 @@ TRAINER_PROGRAMS = {
             "bert_config_file": "the BERT config",
             "vocab_file": "the vocab",
         },
-        distributed_eval=False,
+        eval_flags={"do_eval": False, "do_predict": False},
+        default_eval_batch_size=32,  # run_classifier's
     ),
     "distill": TrainerProgram(
         "trainer.distill",
@@ -282,7 +285,8 @@ TRAINER_PROGRAMS = {
             "student_init_checkpoint": "the student's checkpoint",
             "student_config_file": "the student's BERT config",
         },
-        distributed_eval=False,
+        eval_flags={"do_eval": True, "do_predict": False},
+        default_eval_batch_size=32,  # distill's
     ),
 }
 
@@ -375,11 +379,14 @@ def check_trainer_args(
         if value is not None and not value.isdigit():
             raise LaunchError(f"{what}: --{name}={value} is not a positive whole number")
         batches[name] = None if value is None else int(value)
+    evaluates = any(
+        (flag_value(args, name) or str(default)).lower() in ("true", "1")
+        for name, default in trainer.eval_flags.items()
+    )
     problem = batching.batch_split_error(
         train_batch_size=batches["train_batch_size"],
-        eval_batch_size=batches["eval_batch_size"],
-        do_eval=trainer.distributed_eval
-        and (flag_value(args, "do_eval") or "false").lower() in ("true", "1"),
+        eval_batch_size=batches["eval_batch_size"] or trainer.default_eval_batch_size,
+        do_eval=evaluates,
         replicas=replicas,
         gradient_accumulation_steps=batches["gradient_accumulation_steps"] or 1,
     )

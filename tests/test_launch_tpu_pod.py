@@ -313,7 +313,6 @@ FINETUNE_ARGS = (
     "--do_eval",
     "--do_predict",
     "--train_batch_size=64",
-    "--eval_batch_size=100",
     "--learning_rate=3e-5",
 )
 
@@ -333,14 +332,28 @@ def test_fine_tuning_on_a_tpu_starts_run_classifier_with_its_flags():
     assert "> bert_run_classifier.log 2>&1" in train_line
     assert "--command=tail -n 100 -f bert_run_classifier.log" in plan.follow_log.argv
     assert plan.output_dir == "gs://my-bert-bucket/bert/runs/mnli"
-    # Its evaluation is not split over the replicas: an eval batch of 100 need not divide over
-    # 8 cores, but the training batch must.
-    with pytest.raises(gcloud.LaunchError, match="train_batch_size 100 does not split into 8"):
+    # Both batches must split over the replicas: evaluation and prediction run on them too.
+    # Unnamed, the eval batch is run_classifier's default, 32: it splits over a v4-32's 16.
+    make_plan(tpu="bert-v4-32", program="run_classifier", trainer_args=FINETUNE_ARGS)
+    for extra, message in (
+        ("--train_batch_size=100", "train_batch_size 100 does not split into 8"),
+        ("--eval_batch_size=100", "eval_batch_size 100 does not split over 8"),
+    ):
+        with pytest.raises(gcloud.LaunchError, match=message):
+            make_plan(
+                tpu="bert-v3-8", program="run_classifier", trainer_args=(*FINETUNE_ARGS, extra)
+            )
+    # distill evaluates unless told not to; run_classifier only when asked.
+    distill = ("--teacher_dir=gs://my-bert-bucket/t", "--output_dir=gs://my-bert-bucket/s")
+    with pytest.raises(gcloud.LaunchError, match="eval_batch_size 4 does not split over 8"):
         make_plan(
-            tpu="bert-v3-8",
-            program="run_classifier",
-            trainer_args=(*FINETUNE_ARGS, "--train_batch_size=100"),
+            tpu="bert-v3-8", program="distill", trainer_args=(*distill, "--eval_batch_size=4")
         )
+    make_plan(
+        tpu="bert-v3-8",
+        program="distill",
+        trainer_args=(*distill, "--eval_batch_size=4", "--nodo_eval"),
+    )
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,17 @@ _MIRRORED_SCRIPT = textwrap.dedent(
     for name, strategy in strategies.items():
         config = dataclasses.replace(base, output_dir=f"{base.output_dir}/{name}")
         run_classifier.run(config, strategy=strategy)
+
+    # A batch that does not split over the replicas is refused before anything runs.
+    odd = dataclasses.replace(base, output_dir=f"{base.output_dir}/odd", eval_batch_size=3)
+    try:
+        run_classifier.run(odd, strategy=strategies["two"])
+    except ValueError as error:
+        assert "eval_batch_size 3 does not split over 2 replica(s)" in str(error), error
+    else:
+        raise AssertionError("an eval batch of 3 over 2 replicas was accepted")
+    import os
+    assert not os.path.exists(odd.output_dir), "it started"
     """
 )
 
@@ -183,7 +194,8 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 @pytest.mark.slow  # two runs in a fresh TensorFlow process
 def test_two_replicas_fine_tune_evaluate_and_predict_as_one(tmp_path):
     """MirroredStrategy over two logical CPUs: each global batch split in two, the gradients
-    all-reduced; without dropout the losses, metrics and predictions are one device's."""
+    all-reduced, evaluation and prediction on the replicas too (the last batches padded);
+    without dropout the losses, metrics and predictions are one device's."""
     data = _write_sst2_like(tmp_path / "data", train_rows=40, dev_rows=10)
     bert_config = tmp_path / "bert_config.json"
     bert = config_lib.model_config(

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from contracts import command_line, config_flags, storage
+from contracts import batching, command_line, config_flags, storage
 from tokenizer.bert_tokenizer import BertTokenizer
 from trainer import (
     checkpoints,
@@ -206,10 +206,19 @@ def predict(
     batch_size: int,
     dynamic_padding: bool = True,
     jit_compile: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> np.ndarray:
     """Logits of every example, float32 [n, num_labels], in order. With dynamic_padding the
     examples are batched in order of length, each batch cut to its longest (same logits, less
-    work on short texts); jit_compile runs the forward pass with XLA (one compilation a shape)."""
+    work on short texts); jit_compile runs the forward pass with XLA (one compilation a shape).
+    Under a strategy of several replicas, or on TPUs, each batch is split over the replicas
+    (`_predict_on_replicas`)."""
+    if strategy is not None and (
+        strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.TPUStrategy)
+    ):
+        return _predict_on_replicas(
+            model, features, batch_size=batch_size, jit_compile=jit_compile, strategy=strategy
+        )
     order = None
     if dynamic_padding and len(features["label_ids"]):
         order = np.argsort(features["input_mask"].sum(axis=1), kind="stable")
@@ -235,6 +244,42 @@ def predict(
     return restored
 
 
+def _predict_on_replicas(model, features, *, batch_size: int, jit_compile: bool, strategy):
+    """predict() split over the replicas: the model's variables live on them (on a TPU, reading
+    them from the host for every batch would copy the whole model each time). The examples are
+    padded to whole batches of one shape, as TPUs need (the padding rows' logits are dropped);
+    each replica takes its contiguous slice of a batch and `gather` puts them back in order."""
+    count = len(features["label_ids"])
+    padding = -count % batch_size
+    inputs = {
+        name: np.concatenate(
+            [features[name], np.zeros((padding, features[name].shape[1]), np.int32)]
+        )
+        for name in classifier_features.FEATURE_NAMES
+    }
+    dataset = tf.data.Dataset.from_tensor_slices(inputs).batch(batch_size, drop_remainder=True)
+    step = getattr(model, "_predict_on_replicas_step", None)
+    if step is None:
+        forward = tf.function(lambda batch: model(batch, training=False), jit_compile=jit_compile)
+
+        def replica_forward(batch):
+            # A plain function around the compiled one, as in training: given a jit-compiled
+            # tf.function itself, MirroredStrategy ran replica 1's variables on replica 0's
+            # device and failed ("Trying to access resource ... replica_1").
+            return forward(batch)
+
+        @tf.function
+        def step(batch):
+            return strategy.gather(strategy.run(replica_forward, args=(batch,)), axis=0)
+
+        model._predict_on_replicas_step = step  # one compiled function per model, as predict()
+    batches = strategy.experimental_distribute_dataset(dataset)
+    logits = [step(batch).numpy() for batch in batches]
+    if not logits:
+        return np.zeros((0, model.num_labels), np.float32)
+    return np.concatenate(logits, axis=0)[:count]
+
+
 def _predicted(task: glue.Task, logits: np.ndarray) -> list:
     if task.is_regression:
         return [float(x) for x in logits[:, 0]]
@@ -247,19 +292,12 @@ def metrics(task: glue.Task, examples, logits: np.ndarray) -> dict[str, float]:
     return glue_metrics.compute(task.metric, labels, _predicted(task, logits))
 
 
-def evaluate(
-    task, model, splits, *, batch_size: int, dynamic_padding: bool = True, jit_compile: bool = False
-) -> dict:
-    """{dev file stem: {metric: value, "examples": n}} over the labelled dev splits."""
+def evaluate(task, model, splits, **predict_options) -> dict:
+    """{dev file stem: {metric: value, "examples": n}} over the labelled dev splits;
+    `predict_options` as predict() takes them."""
     results = {}
     for name, (examples, features) in splits.items():
-        logits = predict(
-            model,
-            features,
-            batch_size=batch_size,
-            dynamic_padding=dynamic_padding,
-            jit_compile=jit_compile,
-        )
+        logits = predict(model, features, **predict_options)
         results[name] = {**metrics(task, examples, logits), "examples": len(examples)}
     return results
 
@@ -392,6 +430,14 @@ def run(
     """Fine-tunes, evaluates and predicts as the config says; returns eval_results.json's record.
     `objective`: what training minimises (default: the task's loss on the labels)."""
     objective = objective or Objective()
+    problem = batching.batch_split_error(
+        train_batch_size=config.train_batch_size if config.do_train else None,
+        eval_batch_size=config.eval_batch_size,
+        do_eval=config.do_eval or config.do_predict,
+        replicas=strategy.num_replicas_in_sync,
+    )
+    if problem:  # said before the features are made and the model is trained
+        raise ValueError(problem)
     task = _task(config)
     bert, vocab_file = _model_config_and_vocab(config)
     tokenizer = BertTokenizer(
@@ -572,6 +618,7 @@ def _predict_options(config: ClassifierConfig, strategy) -> dict:
         "batch_size": config.eval_batch_size,
         "dynamic_padding": resolve_dynamic_padding(config, strategy),
         "jit_compile": resolve_jit_compile(config),
+        "strategy": strategy,
     }
 
 
