@@ -149,6 +149,18 @@ def test_a_malformed_row_or_an_unknown_label_names_the_file_and_line(tmp_path):
         glue.task_by_name("SST-5")
 
 
+def test_a_custom_task_s_predictions_are_indexed_by_a_column_or_the_line(tmp_path):
+    path = tmp_path / "test.tsv"
+    path.write_text("review_id\ttext\nr-17\tfine\nr-4\tawful\n")
+    columns = dict(text_a="text", text_b=None, label="label", labels=("0", "1"), extension=".tsv")
+    by_line = glue.read_examples(glue.custom_task(**columns), str(path), split="test")
+    assert [e.guid for e in by_line] == ["2", "3"]
+    by_id = glue.custom_task(**columns, index="review_id")
+    assert [e.guid for e in glue.read_examples(by_id, str(path), split="test")] == ["r-17", "r-4"]
+    with pytest.raises(glue.DataError, match="no column 'id' for the index"):
+        glue.read_examples(glue.custom_task(**columns, index="id"), str(path), split="test")
+
+
 def test_a_custom_csv_task(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text('review,stars,source\n"Great, really great",good,web\nAwful,bad,web\n')

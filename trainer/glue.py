@@ -164,16 +164,24 @@ def task_by_name(name: str) -> Task:
 
 
 def custom_task(
-    *, text_a: str, text_b: str | None, label: str, labels: Sequence[str], extension: str
+    *,
+    text_a: str,
+    text_b: str | None,
+    label: str,
+    labels: Sequence[str],
+    extension: str,
+    index: str | None = None,
 ) -> Task:
-    """A task over users' own files (train, dev, test with that extension, a header row)."""
+    """A task over users' own files (train, dev, test with that extension, a header row).
+    `index`: the test file's column that names each row in the predictions; None: its line
+    number."""
     columns = Columns(text_a, text_b, label=label)
     return Task(
         "custom",
         tuple(labels),
         "accuracy",
         columns,
-        dataclasses.replace(columns, label=None, index=None),
+        dataclasses.replace(columns, label=None, index=index),
         dev_files=(f"dev{extension}",),
         test_files=(f"test{extension}",),
         submission_files=("predictions.tsv",),

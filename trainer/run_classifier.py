@@ -94,6 +94,9 @@ class ClassifierConfig:
     text_columns: str = "sentence"
     label_column: str = "label"  # custom task only: the label column
     file_extension: str = ".tsv"  # custom task only: .tsv or .csv
+    # custom task only: the test file's column whose values index predictions.tsv; "": the
+    # line numbers
+    index_column: str = ""
 
     def __post_init__(self):
         parse_profile_steps(self.profile_steps)
@@ -115,6 +118,7 @@ def _task(config: ClassifierConfig, *, labels: Sequence[str] | None = None) -> g
         label=config.label_column,
         labels=labels,
         extension=config.file_extension,
+        index=config.index_column or None,
     )
 
 
