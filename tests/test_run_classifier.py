@@ -300,6 +300,25 @@ def test_a_run_stopped_mid_epoch_resumes_on_the_batch_where_it_stopped(tmp_path,
         np.testing.assert_allclose(resumed, whole, rtol=0, atol=1e-6)
 
 
+def test_evaluating_without_a_fine_tuned_checkpoint_warns(fixtures_dir, tmp_path, caplog):
+    bert_config = tmp_path / "bert_config.json"
+    bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())
+    config = _config(
+        tmp_path,
+        fixtures_dir / "glue/SST-2",
+        init_checkpoint="",
+        bert_config_file=str(bert_config),
+        vocab_file=UNCASED_VOCAB,
+        do_train=False,
+        do_predict=False,
+        jit_compile=False,
+    )
+    with caplog.at_level("WARNING"):
+        record = run_classifier.run(config, strategy=distribution.get_strategy("one_device"))
+    assert record["global_step"] == 0
+    assert "a classifier head that was never trained" in caplog.text
+
+
 def test_mnli_evaluates_both_dev_sets_and_writes_three_submissions(fixtures_dir, tmp_path):
     bert_config = tmp_path / "bert_config.json"
     bert_config.write_text(config_lib.model_config("tiny", vocab_size=30522).to_json_string())

@@ -503,6 +503,12 @@ def run(
         if config.init_checkpoint:
             checkpoints.load_weights(model.bert, config.init_checkpoint)
         objective.initialize(model)
+        if not config.do_train:
+            logging.warning(
+                "%s has no fine-tuned checkpoint and --do_train is off: evaluating and "
+                "predicting with a classifier head that was never trained",
+                config.output_dir,
+            )
     dev = {}
     if config.do_eval:
         dev = {f.rsplit(".", 1)[0]: load(f, "dev") for f in task.dev_files}
