@@ -228,6 +228,10 @@ def test_two_replicas_fine_tune_evaluate_and_predict_as_one(tmp_path):
     assert len(losses[one]) == 10  # 5 updates an epoch, 2 epochs
     np.testing.assert_allclose(losses[two], losses[one], rtol=1e-5)
     assert len(set(losses[one])) > 1  # it trained
+    # Google's schedule: 1 warmup update of 10 (rate 0 at update 0), then linear decay to 0.
+    rates = _scalars(one / "train", "learning_rate")
+    expected = [1e-3 * (10 - k) / 10 if k else 0.0 for k in range(10)]
+    np.testing.assert_allclose(rates, expected, rtol=1e-6)  # float32
     assert _scalars(two / "eval", "dev/accuracy") == pytest.approx(
         _scalars(one / "eval", "dev/accuracy")
     )

@@ -692,6 +692,14 @@ def _train(
             profiler.after(current)
             with writer.as_default(step=current):
                 tf.summary.scalar("loss", loss)
+                # The rate the update just made used (it ran at step current - 1).
+                rate_used = optimization.learning_rate(
+                    current - 1,
+                    peak_learning_rate=config.learning_rate,
+                    num_train_steps=num_train_steps,
+                    num_warmup_steps=num_warmup_steps,
+                )
+                tf.summary.scalar("learning_rate", rate_used)
             end_of_epoch = current % steps_per_epoch == 0 or current == num_train_steps
             if current % log_every == 0 or end_of_epoch:
                 seconds = time.monotonic() - started
