@@ -291,6 +291,11 @@ TRAINER_PROGRAMS = {
 }
 
 
+def default_log_file(program: str) -> str:
+    """Where a launched program logs, under the home folder of the machine that runs it."""
+    return "bert_pretraining.log" if program == "run_pretraining" else f"bert_{program}.log"
+
+
 def trainer_program(name: str) -> TrainerProgram:
     """The program a launcher's `--program` names.
 

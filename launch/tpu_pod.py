@@ -153,8 +153,7 @@ class TpuPodConfig:
 
     def __post_init__(self):
         if not self.log_file:
-            name = "pretraining" if self.program == "run_pretraining" else self.program
-            object.__setattr__(self, "log_file", f"bert_{name}.log")
+            object.__setattr__(self, "log_file", gcloud.default_log_file(self.program))
 
 
 @dataclasses.dataclass(frozen=True)
