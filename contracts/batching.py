@@ -9,6 +9,9 @@ run that evaluates without naming one.
 from __future__ import annotations
 
 DEFAULT_EVAL_BATCH_SIZE = 8  # google-research/bert's run_pretraining.py default
+# run_classifier's and distill's default eval batch (google-research/bert's run_classifier.py
+# has 8), which the launchers check against the replicas when a run evaluates without naming one
+DEFAULT_CLASSIFIER_EVAL_BATCH_SIZE = 32
 
 
 def batch_split_error(

@@ -273,7 +273,7 @@ TRAINER_PROGRAMS = {
             "vocab_file": "the vocab",
         },
         eval_flags={"do_eval": False, "do_predict": False},
-        default_eval_batch_size=32,  # run_classifier's
+        default_eval_batch_size=batching.DEFAULT_CLASSIFIER_EVAL_BATCH_SIZE,
     ),
     "distill": TrainerProgram(
         "trainer.distill",
@@ -286,7 +286,7 @@ TRAINER_PROGRAMS = {
             "student_config_file": "the student's BERT config",
         },
         eval_flags={"do_eval": True, "do_predict": False},
-        default_eval_batch_size=32,  # distill's
+        default_eval_batch_size=batching.DEFAULT_CLASSIFIER_EVAL_BATCH_SIZE,
     ),
 }
 

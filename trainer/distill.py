@@ -34,7 +34,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from contracts import command_line, config_flags, storage
+from contracts import batching, command_line, config_flags, storage
 from trainer import checkpoints, distribution, modeling, run_classifier
 from trainer.config import STRATEGIES, BertConfig
 
@@ -57,7 +57,8 @@ class DistillConfig:
     do_eval: bool = True  # evaluate on dev (every epoch)
     do_predict: bool = False  # write the test predictions as GLUE submission files
     train_batch_size: int = 32  # global batch of one update
-    eval_batch_size: int = 32  # global batch of evaluation and prediction
+    # global batch of evaluation and prediction
+    eval_batch_size: int = batching.DEFAULT_CLASSIFIER_EVAL_BATCH_SIZE
     learning_rate: float = 5e-5  # peak learning rate
     num_train_epochs: float = 3.0  # passes over the train set
     warmup_proportion: float = 0.1  # share of the updates with a linear warmup

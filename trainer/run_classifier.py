@@ -65,7 +65,8 @@ class ClassifierConfig:
     do_eval: bool = False  # evaluate on dev (every epoch when training)
     do_predict: bool = False  # write the test predictions as GLUE submission files
     train_batch_size: int = 32  # global batch of one update
-    eval_batch_size: int = 32  # global batch of evaluation and prediction
+    # global batch of evaluation and prediction
+    eval_batch_size: int = batching.DEFAULT_CLASSIFIER_EVAL_BATCH_SIZE
     learning_rate: float = 5e-5  # peak learning rate (google-research/bert's default)
     num_train_epochs: float = 3.0  # passes over the train set
     # Save a checkpoint every this many updates, and at the end of each epoch; a rerun resumes
